@@ -1,0 +1,37 @@
+// The interface every device of ice implements: backends, emulated hardware, mapped devices.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "block/request.h"
+#include "block/status.h"
+
+namespace ice {
+
+class CryptoProfile;  // keyslot/crypto_profile.h
+
+class BlockDevice {
+ public:
+  BlockDevice() = default;
+  BlockDevice(const BlockDevice&) = delete;
+  BlockDevice& operator=(const BlockDevice&) = delete;
+  virtual ~BlockDevice() = default;
+
+  virtual uint64_t size_bytes() const = 0;
+
+  // The device's inline-encryption profile, or nullptr when it has no inline encryption (the
+  // kernel's q->crypto_profile). The pointer is stable for the device's lifetime.
+  virtual CryptoProfile* crypto_profile() { return nullptr; }
+
+  // Performs `req` synchronously and returns its outcome. Thread-safe: requests may run
+  // concurrently and complete in any order. REQUIRES: the range lies within [0, size_bytes()).
+  // A request carrying a crypto context is only submitted to a device whose profile supports the
+  // key's configuration natively (keyslot/blk_crypto.h routes the others through the fallback).
+  virtual Status Submit(const IoRequest& req) = 0;
+
+  // Whether a discard can reach the medium through this device.
+  virtual bool supports_discard() const { return false; }
+};
+
+}  // namespace ice

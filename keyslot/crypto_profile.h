@@ -1,0 +1,130 @@
+// The keyslot manager with the kernel's semantics (blk_crypto_profile; rules K1–K11).
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <shared_mutex>
+#include <unordered_map>
+#include <vector>
+
+#include "block/status.h"
+#include "keyslot/capabilities.h"
+#include "keyslot/crypto_key.h"
+
+namespace ice {
+
+// What the device below a profile does when a key is programmed into or evicted from a slot
+// (the kernel's blk_crypto_ll_ops). Implemented by the emulated hardware, the software fallback and
+// mapped devices (evict only). Called with the profile's exclusive lock held.
+class KeyslotOps {
+ public:
+  virtual ~KeyslotOps() = default;
+  virtual Status ProgramKey(const CryptoKey& key, unsigned slot) = 0;
+  // `slot` is empty for a passthrough (0-slot) profile, which forwards the eviction below (K8).
+  virtual Status EvictKey(const CryptoKey& key, std::optional<unsigned> slot) = 0;
+};
+
+class CryptoProfile;
+
+// A held reference to a programmed keyslot; released on destruction (K4). Move-only.
+// A passthrough profile hands out references with no slot.
+class Keyslot {
+ public:
+  Keyslot() = default;
+  Keyslot(Keyslot&& other) noexcept;
+  Keyslot& operator=(Keyslot&& other) noexcept;
+  ~Keyslot() { Release(); }
+
+  bool has_slot() const { return profile_ != nullptr; }
+  // REQUIRES: has_slot().
+  unsigned index() const { return index_; }
+  void Release();
+
+ private:
+  friend class CryptoProfile;
+  Keyslot(CryptoProfile* profile, unsigned index) : profile_(profile), index_(index) {}
+  CryptoProfile* profile_ = nullptr;
+  unsigned index_ = 0;
+};
+
+struct KeyslotCounters {
+  uint64_t programs = 0;  // successful slot programs (including reprogram-all)
+  uint64_t program_failures = 0;
+  uint64_t evictions = 0;  // keys dropped from a slot by EvictKey
+  uint64_t hits = 0;       // gets served by a slot already holding the key
+  uint64_t waits = 0;      // times a getter waited for an idle slot
+};
+
+struct SlotState {
+  uint64_t key_id = 0;  // 0: no key
+  int refs = 0;
+};
+
+// Thread-safe. Lock order: lock_ (shared or exclusive), then idle_mu_. KeyslotOps are called with
+// lock_ held exclusively, never with idle_mu_.
+class CryptoProfile {
+ public:
+  // K11: the profile is complete when constructed (before its device is used); `ops` must outlive
+  // it (it may be null for a 0-slot profile that forwards nothing).
+  CryptoProfile(const CryptoCapabilities& caps, unsigned num_slots, KeyslotOps* ops);
+  ~CryptoProfile() { Destroy(); }
+  CryptoProfile(const CryptoProfile&) = delete;
+  CryptoProfile& operator=(const CryptoProfile&) = delete;
+
+  unsigned num_slots() const { return num_slots_; }
+  CryptoCapabilities capabilities() const;
+  bool SupportsNatively(const CryptoConfig& config) const;
+  // D5: a mapped device's capabilities only grow, at resume. Thread-safe against readers.
+  void ExpandTo(const CryptoCapabilities& caps);
+
+  // K2/K3/K5: a slot holding `key`, programming it if needed; waits (never fails) when every slot
+  // is in use. The error of a failed program is returned. 0-slot profiles return a slot-less ref.
+  Result<Keyslot> GetKeyslot(const CryptoKey& key);
+  // K6.
+  Status EvictKey(const CryptoKey& key);
+  // K7: after the hardware lost its keys. Failures are logged and skipped.
+  void ReprogramAllKeys();
+  // K11: wipes slot bookkeeping; idempotent. No slot may be held.
+  void Destroy();
+
+  KeyslotCounters counters() const;
+  std::vector<SlotState> Slots() const;
+
+ private:
+  friend class Keyslot;
+  struct Slot;
+  void PutKeyslot(unsigned index);  // K4
+  // REQUIRES: lock_ held (shared or exclusive).
+  std::optional<unsigned> FindAndGrab(uint64_t key_id);
+  // REQUIRES: lock_ held.
+  std::optional<unsigned> Find(uint64_t key_id) const;
+  void IdleRemove(unsigned index);  // REQUIRES: idle_mu_ held.
+  void IdleAppend(unsigned index);  // REQUIRES: idle_mu_ held.
+
+  // Capabilities, readable without locks; only grow (ExpandTo).
+  std::array<std::atomic<uint32_t>, kNumCryptoModes> masks_{};
+  std::atomic<unsigned> max_dun_bytes_{0};
+  std::atomic<uint8_t> key_types_{0};
+
+  unsigned num_slots_;
+  KeyslotOps* ops_;
+
+  mutable std::shared_mutex lock_;                 // the kernel's profile->lock
+  std::unique_ptr<Slot[]> slots_;                  // num_slots_ entries
+  std::unordered_map<uint64_t, unsigned> by_key_;  // key id -> slot; guarded by lock_
+
+  mutable std::mutex idle_mu_;       // the kernel's idle_slots_lock
+  std::condition_variable idle_cv_;  // the kernel's idle_slots_wait_queue
+  int idle_head_ = -1;               // least recently used idle slot; guarded by idle_mu_
+  int idle_tail_ = -1;               // most recently used idle slot
+  size_t idle_count_ = 0;
+
+  std::atomic<uint64_t> programs_{0}, program_failures_{0}, evictions_{0}, hits_{0}, waits_{0};
+  bool destroyed_ = false;
+};
+
+}  // namespace ice
