@@ -28,6 +28,9 @@ struct IoRequest {
   uint8_t* read_buf = nullptr;         // kRead: where the data goes, length_bytes long.
   const uint8_t* write_buf = nullptr;  // kWrite: the data; no layer ever modifies it.
   bool fua = false;                    // kWrite/kWriteZeroes: durable before completion.
+  // Set by the software fallback on the requests it sends down: their data was already
+  // en/decrypted above the device (counted as the device's fallback_ios).
+  bool via_fallback = false;
   // Present on kRead/kWrite (and kWriteZeroes, which then means "write encrypted zeros": rule N5).
   std::optional<CryptoContext> crypt;
 
