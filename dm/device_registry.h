@@ -1,0 +1,110 @@
+// Every named device of the daemon (hardware and mapped) and dmsetup's verbs on mapped devices
+// (rules D1–D8). The daemon wires these to the control socket. Thread-safe; state-changing verbs
+// are serialised (P5) while I/O keeps running on every device not being suspended.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "block/block_device.h"
+#include "block/clock.h"
+#include "dm/target.h"
+#include "keyslot/blk_crypto.h"
+#include "keyslot/key_registry.h"
+
+namespace ice::dm {
+
+class MappedDevice;
+
+enum class DeviceKind { kHardware, kMapped };
+
+struct DeviceInfo {
+  std::string name;
+  DeviceKind kind = DeviceKind::kMapped;
+  uint64_t size_bytes = 0;
+  bool suspended = false;
+  bool live_table = false;
+  bool inactive_table = false;
+  int open_count = 0;   // NBD connections that have it open
+  int holders = 0;      // tables (live or inactive) of other devices that use it
+  int num_targets = 0;  // of the live table
+  uint32_t event_nr = 0;
+  std::string capabilities;  // CryptoCapabilities::ToString() of what it advertises, or "none"
+};
+
+// An open of a device by a connection (N8: such a device cannot be removed). Move-only.
+class OpenDevice {
+ public:
+  OpenDevice() = default;
+  OpenDevice(OpenDevice&&) noexcept;
+  OpenDevice& operator=(OpenDevice&&) noexcept;
+  ~OpenDevice();
+  BlockDevice* get() const { return device_.get(); }
+  BlockDevice* operator->() const { return device_.get(); }
+  const std::string& name() const { return name_; }
+
+ private:
+  friend class DeviceRegistry;
+  class DeviceRegistry* reg_ = nullptr;
+  std::string name_;
+  std::shared_ptr<BlockDevice> device_;
+};
+
+class DeviceRegistry final : public DeviceLookup {
+ public:
+  DeviceRegistry(KeyRegistry& keys, BlkCrypto& blk, Clock& clock = Clock::Real());
+  ~DeviceRegistry() override;
+  DeviceRegistry(const DeviceRegistry&) = delete;
+  DeviceRegistry& operator=(const DeviceRegistry&) = delete;
+
+  // Registers a hardware (or any non-mapped) device. EEXIST / EINVAL for a taken or bad name.
+  Status AddHardware(const std::string& name, std::shared_ptr<BlockDevice> device);
+
+  // dmsetup create: a new mapped device; with table lines, loaded and resumed (all-or-nothing, P3).
+  Status Create(const std::string& name, const std::vector<std::string>& table_lines);
+  // dmsetup load: validates (D1, D3, D4) and stores the inactive table, replacing one already
+  // loaded. A rejected table leaves the device exactly as it was.
+  Status Load(const std::string& name, const std::vector<std::string>& table_lines);
+  // dmsetup clear: drops the inactive table.
+  Status Clear(const std::string& name);
+  Status Suspend(const std::string& name);  // D2: stops dispatch, drains in-flight I/O
+  Status Resume(const std::string& name);   // D2, D5: swaps in the inactive table if any
+  // EBUSY while open by a connection or used by another device's table.
+  Status Remove(const std::string& name);
+
+  // dmsetup table [--inactive] / status: one line per target, "<start> <len> <type> <params>".
+  Result<std::vector<std::string>> Table(const std::string& name, bool inactive = false);
+  Result<std::vector<std::string>> StatusLines(const std::string& name);
+  Result<DeviceInfo> Info(const std::string& name);
+  // dmsetup message NAME SECTOR WORDS…: to the target of the live table holding SECTOR.
+  Result<std::string> Message(const std::string& name, uint64_t sector,
+                              const std::vector<std::string>& words);
+  std::vector<DeviceInfo> List();
+
+  Result<DeviceRef> Find(std::string_view name) override;
+  // For a connection: ENOENT when unknown.
+  Result<OpenDevice> Open(const std::string& name);
+
+  // Before a key is dropped: evicts it from every device (F4 through BlkCrypto; mapped devices
+  // reach every device below them, D6). Errors are logged, never returned (the kernel's
+  // blk_crypto_evict_key returns nothing to its callers either).
+  void EvictKeyEverywhere(const CryptoKey& key);
+
+ private:
+  friend class OpenDevice;
+  void Close(const std::string& name);
+  struct Entry;
+  // See device_registry.cc for what each guards.
+  std::mutex verbs_mu_;    // serialises state-changing verbs (P5)
+  mutable std::mutex mu_;  // guards entries_
+  std::map<std::string, std::unique_ptr<Entry>, std::less<>> entries_;
+  KeyRegistry& keys_;
+  BlkCrypto& blk_;
+  Clock& clock_;
+  TargetEnv env_;
+};
+
+}  // namespace ice::dm

@@ -1,0 +1,97 @@
+// A device-mapper target: a handful of operations behind one interface (the kernel's
+// struct target_type), and the table of target types by name (dm/targets/target_types.cc).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "block/block_device.h"
+#include "block/clock.h"
+#include "block/status.h"
+#include "keyslot/blk_crypto.h"
+#include "keyslot/key_registry.h"
+
+namespace ice::dm {
+
+// A device a target sits on, as the table names it. Holding the pointer keeps the device alive.
+struct DeviceRef {
+  std::string name;
+  std::shared_ptr<BlockDevice> device;
+};
+
+// Resolves device names in table lines (hardware and mapped devices, so tables stack).
+class DeviceLookup {
+ public:
+  virtual ~DeviceLookup() = default;
+  // ENXIO (message names the device) when there is no such device.
+  virtual Result<DeviceRef> Find(std::string_view name) = 0;
+};
+
+// What a target's constructor may use. All pointers outlive every table.
+struct TargetEnv {
+  DeviceLookup* devices = nullptr;
+  KeyRegistry* keys = nullptr;  // default-key's keyring form `:<size>:logon:<name>`
+  BlkCrypto* blk = nullptr;     // every request a target sends below goes through blk->Submit
+  Clock* clock = nullptr;
+};
+
+class Target {
+ public:
+  Target() = default;
+  Target(const Target&) = delete;
+  Target& operator=(const Target&) = delete;
+  virtual ~Target() = default;
+
+  // Performs one request that lies within the target: req.offset_bytes counts from the target's
+  // first byte. Flushes arrive with offset and length 0 and go to every device below. A request
+  // with a crypto context keeps its DUN when remapped (D8); a target that splits a request gives
+  // each later piece the DUN advanced by its byte offset / data unit size. Thread-safe.
+  virtual Status Map(const IoRequest& req) = 0;
+
+  // The kernel's STATUSTYPE_TABLE and STATUSTYPE_INFO text, after "<start> <length> <type> ",
+  // exactly as kernel's dmsetup prints it (trailing spaces included) with ice device names.
+  virtual std::string TableParams() const = 0;
+  virtual std::string StatusParams() const { return ""; }
+
+  // `dmsetup message`: the words after the sector. EINVAL for unknown messages.
+  // The reply is printed by icectl as it is ("" for none).
+  virtual Result<std::string> Message(const std::vector<std::string>& words);
+
+  // iterate_devices: every device the target sends I/O to.
+  virtual std::vector<DeviceRef> Devices() const = 0;
+
+  // Called when the device is being suspended, before in-flight I/O is drained (delay releases
+  // what it holds), and after a resume made this target's table live.
+  virtual void Presuspend() {}
+  virtual void Resume() {}
+
+  virtual bool supports_discard() const { return false; }
+};
+
+struct TargetArgs {
+  uint64_t start_sector = 0;
+  uint64_t length_sectors = 0;
+  std::vector<std::string> args;
+};
+
+struct TargetType {
+  std::string_view name;
+  // D7: whether the type passes crypto contexts through to its devices.
+  bool passes_crypto = false;
+  // Builds a target from dmsetup args. EINVAL with a message naming the bad field, e.g.
+  // "flakey: up interval 'x' is not a number". Allocates nothing that survives a failure.
+  Result<std::unique_ptr<Target>> (*create)(const TargetEnv& env, const TargetArgs& args) = nullptr;
+};
+
+// The registry: one line per target type in dm/targets/target_types.cc.
+const TargetType* FindTargetType(std::string_view name);
+std::vector<const TargetType*> AllTargetTypes();
+
+// Shared argument helpers for constructors (dm/target.cc). Each returns EINVAL naming `field`.
+Result<uint64_t> ParseU64(std::string_view text, std::string_view field);
+Result<unsigned> ParseUnsigned(std::string_view text, std::string_view field, unsigned max);
+
+}  // namespace ice::dm
