@@ -71,7 +71,7 @@ class CryptoProfile {
   // K11: the profile is complete when constructed (before its device is used); `ops` must outlive
   // it (it may be null for a 0-slot profile that forwards nothing).
   CryptoProfile(const CryptoCapabilities& caps, unsigned num_slots, KeyslotOps* ops);
-  ~CryptoProfile() { Destroy(); }
+  ~CryptoProfile();  // Destroy()
   CryptoProfile(const CryptoProfile&) = delete;
   CryptoProfile& operator=(const CryptoProfile&) = delete;
 
