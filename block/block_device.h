@@ -32,6 +32,11 @@ class BlockDevice {
 
   // Whether a discard can reach the medium through this device.
   virtual bool supports_discard() const { return false; }
+
+  // The unit every request's offset and length must be aligned to (the kernel's logical block
+  // size): 1 for byte-addressable devices; a default-key device needs its sector size. Exports
+  // serve smaller or unaligned requests by read-modify-write (rule N3).
+  virtual uint32_t logical_block_size() const { return 1; }
 };
 
 }  // namespace ice

@@ -69,6 +69,10 @@ class Target {
   virtual void Resume() {}
 
   virtual bool supports_discard() const { return false; }
+
+  // The alignment the target needs of every request (the kernel's io_hints logical_block_size):
+  // default-key needs its sector size. A mapped device's is the largest of its live targets'.
+  virtual uint32_t logical_block_size() const { return 1; }
 };
 
 struct TargetArgs {
