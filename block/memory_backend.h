@@ -1,0 +1,65 @@
+// A sparse in-memory backend: the storage of `memory` hardware (demos, tests, benchmarks).
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <shared_mutex>
+
+#include "block/block_device.h"
+#include "block/request.h"
+#include "block/status.h"
+
+namespace ice {
+
+// A device of a fixed size whose bytes live in memory. Storage is allocated lazily in chunks of
+// kChunkBytes on first write, so a large device costs only what has been written (plus one
+// pointer per chunk); bytes never written read as zeros. Write-zeroes and discard release every
+// chunk they cover whole and zero the parts of the others, so both read back as zeros.
+//
+// Thread-safe: requests to different chunks run in parallel; a read concurrent with a write to
+// the same range returns, per chunk, either the old or the new bytes. A request spanning chunks
+// is not atomic as a whole (no block device promises that). FLUSH and FUA are no-ops: there is
+// nothing more durable to reach. A request carrying a crypto context fails with EIO: crypto is
+// handled above backends.
+class MemoryBackend final : public BlockDevice {
+ public:
+  static constexpr uint64_t kChunkBytes = 64 * 1024;
+
+  explicit MemoryBackend(uint64_t size_bytes);
+  ~MemoryBackend() override;
+
+  uint64_t size_bytes() const override { return size_bytes_; }
+  Status Submit(const IoRequest& req) override;
+  bool supports_discard() const override { return true; }
+
+  // Bytes of chunk storage currently allocated (a multiple of kChunkBytes). Thread-safe.
+  uint64_t allocated_bytes() const { return allocated_bytes_.load(std::memory_order_relaxed); }
+
+ private:
+  // Chunk i is guarded by stripe i % kStripes: consecutive chunks fall on different stripes, so
+  // one large request and concurrent small ones spread over the locks. Each request holds at
+  // most one stripe at a time, so there is no lock order to keep.
+  static constexpr size_t kStripes = 256;
+  struct alignas(64) Stripe {
+    std::shared_mutex mu;
+  };
+
+  std::shared_mutex& StripeOf(uint64_t chunk) { return stripes_[chunk % kStripes].mu; }
+
+  Status Read(uint64_t offset, uint64_t length, uint8_t* out);
+  Status Write(uint64_t offset, uint64_t length, const uint8_t* in);
+  // Write-zeroes and discard alike.
+  void Zero(uint64_t offset, uint64_t length);
+
+  const uint64_t size_bytes_;
+  const uint64_t num_chunks_;
+  // chunks_[i] is chunk i's storage or nullptr (all zeros). REQUIRES: StripeOf(i) held to read
+  // the pointer (shared) or to change it or the bytes it points to (exclusive).
+  uint8_t** chunks_;
+  std::unique_ptr<Stripe[]> stripes_;
+  std::atomic<uint64_t> allocated_bytes_{0};
+};
+
+}  // namespace ice
