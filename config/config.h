@@ -1,0 +1,87 @@
+// The daemon's TOML configuration: schema, loader and key files (DESIGN.md "Config").
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "block/status.h"
+#include "keyslot/capabilities.h"
+#include "keyslot/crypto_mode.h"
+
+namespace ice::config {
+
+struct DaemonConfig {
+  std::string control_socket = "/run/ice/control.sock";
+  std::string log_level = "info";   // trace, debug, info, warn, error, off
+  std::string log_target = "auto";  // auto (journald under systemd), stderr, journald
+  std::vector<uid_t> allowed_uids;  // besides root and the daemon's own uid (P1)
+  std::string default_export;       // the export the empty name maps to, "" = refuse (N1)
+  unsigned fallback_slots = 100;    // F2
+  unsigned control_idle_timeout_s = 60;
+};
+
+struct HardwareConfig {
+  std::string name;
+  std::string backing;  // "memory", "file:/abs/path" (resolved), "nbd:URI"
+  uint64_t size_bytes = 0;
+  unsigned keyslots = 0;
+  CryptoCapabilities capabilities;  // none: a plain device (H1)
+};
+
+struct KeyConfig {
+  std::string name;
+  CryptoConfig crypto;
+  std::string key_file;   // absolute (resolved against the config file's folder)
+  bool generate = false;  // create a random key file (mode 0600) when it does not exist
+};
+
+struct DeviceConfig {
+  std::string name;
+  std::vector<std::string> table;  // dmsetup lines
+};
+
+struct Config {
+  std::string path;
+  DaemonConfig daemon;
+  std::vector<HardwareConfig> hardware;
+  std::vector<KeyConfig> keys;
+  std::vector<DeviceConfig> devices;
+};
+
+// Parses and validates the schema: unknown keys, wrong types and bad values are EINVAL with
+// "FILE:LINE: …" naming the key. Does not touch key files or backends.
+Result<Config> LoadConfig(const std::string& path);
+Result<Config> ParseConfig(std::string_view toml_text, const std::string& source_path);
+
+// Raw key bytes that are zeroed when dropped. Move-only.
+class SecretBytes {
+ public:
+  SecretBytes() = default;
+  explicit SecretBytes(size_t n);
+  SecretBytes(SecretBytes&& o) noexcept;
+  SecretBytes& operator=(SecretBytes&& o) noexcept;
+  SecretBytes(const SecretBytes&) = delete;
+  SecretBytes& operator=(const SecretBytes&) = delete;
+  ~SecretBytes();
+  uint8_t* data() { return data_; }
+  const uint8_t* data() const { return data_; }
+  size_t size() const { return size_; }
+
+ private:
+  uint8_t* data_ = nullptr;
+  size_t size_ = 0;
+};
+
+// Reads a raw key file of exactly `expected_size` bytes. EPERM when the file is group- or
+// world-accessible (mode & 077), EINVAL for a wrong size, ENOENT when missing (unless `generate`,
+// which creates it with random bytes, mode 0600, exclusively).
+Result<SecretBytes> ReadKeyFile(const std::string& path, size_t expected_size, bool generate);
+
+// "512", "4K", "256M", "1G", "2T" (binary multiples) -> bytes.
+Result<uint64_t> ParseSize(std::string_view text);
+
+}  // namespace ice::config

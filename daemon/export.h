@@ -1,0 +1,64 @@
+// One NBD connection's view of a device: `NAME` or `NAME@KEY` (rules N2–N6).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "block/status.h"
+#include "daemon/device_stats.h"
+#include "daemon/range_lock.h"
+#include "dm/device_registry.h"
+#include "keyslot/blk_crypto.h"
+#include "keyslot/key_registry.h"
+
+namespace ice::daemon {
+
+class Export {
+ public:
+  // `key` empty: the device as its table makes it. Otherwise every I/O carries the key with
+  // DUN = byte offset / data unit size (N2). `rmw_lock` is shared by every export of the device.
+  Export(std::string name, dm::OpenDevice device, std::optional<KeyUse> key, BlkCrypto& blk,
+         std::shared_ptr<RangeLock> rmw_lock, std::shared_ptr<DeviceStats> stats);
+  Export(const Export&) = delete;
+  Export& operator=(const Export&) = delete;
+
+  const std::string& name() const { return name_; }
+  bool keyed() const { return key_.has_value(); }
+  // Fixed at open. A keyed export ends at the last whole data unit of the device.
+  uint64_t size_bytes() const { return size_bytes_; }
+  // N3: minimum = preferred block size: the key's data unit size, or the device's logical block
+  // size (a default-key device's sector size). Requests not aligned to it are still served.
+  uint32_t block_size() const { return unit_; }
+  // N5: TRIM is advertised only where the path keeps no ciphertext it would destroy.
+  bool can_trim() const;
+
+  // Thread-safe: nbdkit calls these from many threads at once.
+  Status Read(uint8_t* buf, uint64_t length, uint64_t offset);
+  Status Write(const uint8_t* buf, uint64_t length, uint64_t offset, bool fua);
+  // N4: makes every acknowledged write durable on every backend below the device.
+  Status Flush();
+  Status Trim(uint64_t length, uint64_t offset);
+  // N5: on an encrypted path, encrypted zeros are written (never a hole under ciphertext).
+  Status Zero(uint64_t length, uint64_t offset, bool fua);
+
+ private:
+  IoRequest Request(IoOp op, uint64_t offset, uint64_t length) const;
+  Status Submit(const IoRequest& req) { return blk_.Submit(*device_.get(), req); }
+  Status ReadUnaligned(uint8_t* buf, uint64_t length, uint64_t offset);
+  // Writes `length` bytes at `offset` (inside one unit) by read-modify-write; `data` null = zeros.
+  Status PatchUnit(const uint8_t* data, uint64_t length, uint64_t offset, bool fua);
+  Status WriteOrZero(const uint8_t* buf, uint64_t length, uint64_t offset, bool fua);
+
+  std::string name_;
+  dm::OpenDevice device_;
+  std::optional<KeyUse> key_;
+  BlkCrypto& blk_;
+  std::shared_ptr<RangeLock> rmw_lock_;
+  std::shared_ptr<DeviceStats> stats_;
+  uint32_t unit_;
+  uint64_t size_bytes_;
+};
+
+}  // namespace ice::daemon

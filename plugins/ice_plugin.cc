@@ -1,0 +1,273 @@
+// nbdkit-ice-plugin: NBD callbacks onto the daemon's engine (rules N1–N8). Nothing else lives
+// here: the engine and the control server start in .after_fork and stop in .cleanup.
+#define NBDKIT_API_VERSION 2
+#define THREAD_MODEL NBDKIT_THREAD_MODEL_PARALLEL
+#include <nbdkit-plugin.h>
+
+#include <systemd/sd-daemon.h>
+
+#include <cerrno>
+#include <cstring>
+#include <memory>
+#include <string>
+
+#include "block/log.h"
+#include "config/config.h"
+#include "daemon/control_handler.h"
+#include "daemon/control_server.h"
+#include "daemon/engine.h"
+#include "daemon/logging.h"
+
+namespace {
+
+using ice::Status;
+using ice::daemon::Export;
+
+std::string g_config_path;
+std::unique_ptr<ice::config::Config> g_config;
+std::unique_ptr<ice::daemon::Engine> g_engine;
+std::unique_ptr<ice::daemon::ControlHandler> g_handler;
+std::unique_ptr<ice::daemon::ControlServer> g_server;
+
+// N7: only these errno values survive on the wire; everything else would arrive as EINVAL, so
+// the plugin says EIO for failures of the device and EINVAL only for bad requests.
+int WireErrno(int e) {
+  switch (e) {
+    case EPERM:
+    case EROFS:
+      return EPERM;
+    case EIO:
+    case ENOMEM:
+    case ENOSPC:
+    case ESHUTDOWN:
+    case EINVAL:
+      return e;
+    default:
+      return EIO;
+  }
+}
+
+int Fail(const char* op, const Export* exp, const Status& s) {
+  ICE_LOG_RATELIMITED(spdlog::level::warn, "{} on export '{}' failed: {}", op,
+                      exp ? exp->name() : std::string("?"), s.ToString());
+  nbdkit_set_error(WireErrno(s.code()));
+  return -1;
+}
+
+// No exception may cross into nbdkit (it would abort the server).
+template <typename Fn>
+int Guard(const char* op, Fn&& fn) {
+  try {
+    return fn();
+  } catch (const std::exception& e) {
+    nbdkit_error("ice: %s: internal error: %s", op, e.what());
+  } catch (...) {
+    nbdkit_error("ice: %s: internal error", op);
+  }
+  nbdkit_set_error(EIO);
+  return -1;
+}
+
+int ice_config(const char* key, const char* value) {
+  return Guard("config", [&] {
+    if (std::strcmp(key, "config") != 0) {
+      nbdkit_error("ice: unknown parameter '%s' (the plugin takes config=FILE)", key);
+      return -1;
+    }
+    g_config_path = value;
+    return 0;
+  });
+}
+
+// The config is checked here, before nbdkit forks or serves, so that mistakes stop the start.
+int ice_config_complete() {
+  return Guard("config_complete", [&] {
+    if (g_config_path.empty()) {
+      nbdkit_error("ice: config=FILE is required");
+      return -1;
+    }
+    auto c = ice::config::LoadConfig(g_config_path);
+    if (!c.ok()) {
+      nbdkit_error("ice: %s", c.status().message().c_str());
+      return -1;
+    }
+    g_config = std::make_unique<ice::config::Config>(std::move(*c));
+    Status s = ice::daemon::SetupLogging(g_config->daemon.log_level, g_config->daemon.log_target);
+    if (!s.ok()) {
+      nbdkit_error("ice: %s", s.message().c_str());
+      return -1;
+    }
+    return 0;
+  });
+}
+
+// Keys live in memory locked by this process: nbdkit may fork before this, and locks do not
+// survive a fork, so the engine is built here and not earlier.
+int ice_after_fork() {
+  return Guard("after_fork", [&] {
+    auto engine = ice::daemon::Engine::Create(*g_config);
+    if (!engine.ok()) {
+      nbdkit_error("ice: %s", engine.status().message().c_str());
+      return -1;
+    }
+    g_engine = std::move(*engine);
+    g_handler = std::make_unique<ice::daemon::ControlHandler>(*g_engine);
+    ice::daemon::ControlServer::Options opts;
+    opts.socket_path = g_config->daemon.control_socket;
+    opts.allowed_uids = g_config->daemon.allowed_uids;
+    opts.idle_timeout = std::chrono::seconds(g_config->daemon.control_idle_timeout_s);
+    auto server = ice::daemon::ControlServer::Start(opts, *g_handler);
+    if (!server.ok()) {
+      nbdkit_error("ice: %s", server.status().message().c_str());
+      return -1;
+    }
+    g_server = std::move(*server);
+    spdlog::info("ready: {} hardware device(s), {} key(s), control socket {}",
+                 g_engine->hardware().size(), g_engine->keys().List().size(), opts.socket_path);
+    sd_notify(0, "READY=1\nSTATUS=serving");
+    return 0;
+  });
+}
+
+void ice_cleanup() {
+  try {
+    g_server.reset();
+    g_handler.reset();
+    g_engine.reset();  // keys are zeroed as they are dropped
+  } catch (...) {
+  }
+}
+
+int ice_list_exports(int, int, struct nbdkit_exports* exports) {
+  return Guard("list_exports", [&] {
+    if (!g_engine) return 0;
+    for (const auto& e : g_engine->ListExports()) {
+      if (nbdkit_add_export(exports, e.name.c_str(), e.description.c_str()) == -1) return -1;
+    }
+    return 0;
+  });
+}
+
+const char* ice_default_export(int, int) {
+  if (!g_config || g_config->daemon.default_export.empty()) return nullptr;
+  return g_config->daemon.default_export.c_str();
+}
+
+void* ice_open(int) {
+  try {
+    const char* name = nbdkit_export_name();
+    auto exp = g_engine->OpenExport(name ? name : "");
+    if (!exp.ok()) {
+      // The client only sees NBD_REP_ERR_UNKNOWN; the reason goes to the log (N2).
+      nbdkit_error("ice: refusing export '%s': %s", name ? name : "",
+                   exp.status().message().c_str());
+      return nullptr;
+    }
+    return exp->release();
+  } catch (const std::exception& e) {
+    nbdkit_error("ice: open: internal error: %s", e.what());
+  } catch (...) {
+    nbdkit_error("ice: open: internal error");
+  }
+  return nullptr;
+}
+
+void ice_close(void* handle) { delete static_cast<Export*>(handle); }
+
+Export* H(void* handle) { return static_cast<Export*>(handle); }
+
+const char* ice_export_description(void* handle) { return H(handle)->name().c_str(); }
+
+int64_t ice_get_size(void* handle) { return static_cast<int64_t>(H(handle)->size_bytes()); }
+
+int ice_block_size(void* handle, uint32_t* minimum, uint32_t* preferred, uint32_t* maximum) {
+  const uint32_t unit = H(handle)->block_size();
+  *minimum = unit;
+  *preferred = std::max<uint32_t>(unit, 4096);
+  *maximum = 0xffffffff;
+  return 0;
+}
+
+int ice_can_write(void*) { return 1; }
+int ice_can_flush(void*) { return 1; }
+int ice_can_fua(void*) { return NBDKIT_FUA_NATIVE; }
+int ice_can_multi_conn(void*) { return 1; }  // N4: a flush covers every connection's writes
+int ice_can_trim(void* handle) { return H(handle)->can_trim() ? 1 : 0; }
+int ice_can_zero(void*) { return 1; }
+int ice_can_fast_zero(void*) { return 0; }
+
+int ice_pread(void* handle, void* buf, uint32_t count, uint64_t offset, uint32_t) {
+  return Guard("pread", [&] {
+    Status s = H(handle)->Read(static_cast<uint8_t*>(buf), count, offset);
+    return s.ok() ? 0 : Fail("read", H(handle), s);
+  });
+}
+
+int ice_pwrite(void* handle, const void* buf, uint32_t count, uint64_t offset, uint32_t flags) {
+  return Guard("pwrite", [&] {
+    Status s = H(handle)->Write(static_cast<const uint8_t*>(buf), count, offset,
+                                (flags & NBDKIT_FLAG_FUA) != 0);
+    return s.ok() ? 0 : Fail("write", H(handle), s);
+  });
+}
+
+int ice_flush(void* handle, uint32_t) {
+  return Guard("flush", [&] {
+    Status s = H(handle)->Flush();
+    return s.ok() ? 0 : Fail("flush", H(handle), s);
+  });
+}
+
+int ice_trim(void* handle, uint32_t count, uint64_t offset, uint32_t flags) {
+  return Guard("trim", [&] {
+    Status s = H(handle)->Trim(count, offset);
+    if (s.ok() && (flags & NBDKIT_FLAG_FUA)) s = H(handle)->Flush();
+    return s.ok() ? 0 : Fail("trim", H(handle), s);
+  });
+}
+
+int ice_zero(void* handle, uint32_t count, uint64_t offset, uint32_t flags) {
+  return Guard("zero", [&] {
+    Status s = H(handle)->Zero(count, offset, (flags & NBDKIT_FLAG_FUA) != 0);
+    return s.ok() ? 0 : Fail("zero", H(handle), s);
+  });
+}
+
+nbdkit_plugin MakePlugin() {
+  nbdkit_plugin p = nbdkit_plugin();
+  p.name = "ice";
+  p.longname = "ice: inline-encryption block devices";
+  p.version = "0.1.0";
+  p.config = ice_config;
+  p.config_complete = ice_config_complete;
+  p.config_help = "config=FILE   (required) the ice TOML configuration";
+  p.magic_config_key = "config";
+  p.after_fork = ice_after_fork;
+  p.cleanup = ice_cleanup;
+  p.list_exports = ice_list_exports;
+  p.default_export = ice_default_export;
+  p.open = ice_open;
+  p.close = ice_close;
+  p.export_description = ice_export_description;
+  p.get_size = ice_get_size;
+  p.block_size = ice_block_size;
+  p.can_write = ice_can_write;
+  p.can_flush = ice_can_flush;
+  p.can_fua = ice_can_fua;
+  p.can_multi_conn = ice_can_multi_conn;
+  p.can_trim = ice_can_trim;
+  p.can_zero = ice_can_zero;
+  p.can_fast_zero = ice_can_fast_zero;
+  p.pread = ice_pread;
+  p.pwrite = ice_pwrite;
+  p.flush = ice_flush;
+  p.trim = ice_trim;
+  p.zero = ice_zero;
+  return p;
+}
+
+nbdkit_plugin plugin = MakePlugin();
+
+}  // namespace
+
+NBDKIT_REGISTER_PLUGIN(plugin)
