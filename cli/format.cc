@@ -1,5 +1,6 @@
 #include "cli/format.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <vector>
@@ -230,12 +231,29 @@ Result<std::string> FormatHardwareInfo(const Json& hw) {
     out += AlignedTable(rows);
   }
   out += "\n";
-  std::vector<std::vector<std::string>> counters = {{"COUNTER", "VALUE"}};
-  for (const auto& [counter, value] : hw["counters"].items()) {
+  // The protocol document's order (the daemon's JSON objects arrive sorted by name), then any
+  // counter this icectl does not know, as sent.
+  static constexpr const char* kCounterOrder[] = {"slot_programs",  "slot_program_failures",
+                                                  "slot_evictions", "slot_hits",
+                                                  "slot_waits",     "resets",
+                                                  "fallback_ios",   "reads",
+                                                  "writes",         "flushes",
+                                                  "zeroes",         "discards",
+                                                  "read_bytes",     "write_bytes",
+                                                  "errors"};
+  const Json& counters = hw["counters"];
+  std::vector<std::string> names;
+  for (const char* c : kCounterOrder)
+    if (counters.contains(c)) names.push_back(c);
+  for (const auto& [counter, value] : counters.items())
+    if (std::find(names.begin(), names.end(), counter) == names.end()) names.push_back(counter);
+  std::vector<std::vector<std::string>> rows = {{"COUNTER", "VALUE"}};
+  for (const std::string& counter : names) {
+    const Json& value = counters[counter];
     if (!value.is_number_integer()) return Missing(counter, "an integer");
-    counters.push_back({counter, value.dump()});
+    rows.push_back({counter, value.dump()});
   }
-  out += AlignedTable(counters);
+  out += AlignedTable(rows);
   return out;
 }
 

@@ -33,7 +33,8 @@ Result<std::string> FormatKeyList(const Json& result);
 Result<std::string> FormatHardwareList(const Json& result);
 
 // `hw info`: Name/Size/Backing/Keyslots/Crypto capabilities lines, an aligned SLOT KEY REFS table
-// (KEY "-" for an empty slot), and an aligned COUNTER VALUE table in the daemon's order.
+// (KEY "-" for an empty slot), and an aligned COUNTER VALUE table: the counters the protocol
+// document lists, in its order, then any others in the order received.
 Result<std::string> FormatHardwareInfo(const Json& hw);
 
 // `metrics`: the Prometheus text as sent (a final newline added if it lacks one).

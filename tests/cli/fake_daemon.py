@@ -110,6 +110,8 @@ HW0 = {
                  "reads": 30, "writes": 12, "flushes": 2, "zeroes": 0, "discards": 0,
                  "read_bytes": 122880, "write_bytes": 49152, "errors": 0},
 }
+# Sorted by name, as the real daemon's JSON library sends objects.
+HW0["counters"] = dict(sorted(HW0["counters"].items()))
 
 METRICS = ("# HELP ice_slot_programs_total Keyslot programs.\n"
            "# TYPE ice_slot_programs_total counter\n"

@@ -133,7 +133,8 @@ Json Hardware() {
   return Json::parse(R"({"name": "hw0", "size_bytes": 67108864, "backing": "memory",
     "keyslots": 2, "capabilities": "aes-256-xts:4096 dun_bytes=8 keys=raw",
     "slots": [{"slot": 0, "key": "demo", "refs": 1}, {"slot": 1, "key": null, "refs": 0}],
-    "counters": {"slot_programs": 3, "slot_evictions": 1, "read_bytes": 8192}})");
+    "counters": {"read_bytes": 8192, "new_counter": 5, "slot_evictions": 1,
+                 "slot_programs": 3}})");
 }
 
 TEST(Format, HardwareListCountsSlotsInUse) {
@@ -145,7 +146,7 @@ TEST(Format, HardwareListCountsSlotsInUse) {
   EXPECT_EQ(*FormatHardwareList(Json{{"hardware", Json::array()}}), "No hardware found\n");
 }
 
-TEST(Format, HardwareInfoShowsSlotsThenCountersInTheDaemonsOrder) {
+TEST(Format, HardwareInfoShowsSlotsThenCountersInTheProtocolsOrder) {
   auto text = FormatHardwareInfo(Hardware());
   ASSERT_TRUE(text.ok()) << text.status().message();
   EXPECT_EQ(*text,
@@ -162,7 +163,8 @@ TEST(Format, HardwareInfoShowsSlotsThenCountersInTheDaemonsOrder) {
             "COUNTER         VALUE\n"
             "slot_programs   3\n"
             "slot_evictions  1\n"
-            "read_bytes      8192\n");
+            "read_bytes      8192\n"
+            "new_counter     5\n");
 }
 
 TEST(Format, HardwareInfoWithBadSlotsOrCountersIsAProtocolError) {
