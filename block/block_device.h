@@ -21,7 +21,8 @@ class BlockDevice {
   virtual uint64_t size_bytes() const = 0;
 
   // The device's inline-encryption profile, or nullptr when it has no inline encryption (the
-  // kernel's q->crypto_profile). The pointer is stable for the device's lifetime.
+  // kernel's q->crypto_profile). Stable for the device's lifetime, except that a mapped device's
+  // is nullptr until a table with capabilities is first resumed, and stays set from then on.
   virtual CryptoProfile* crypto_profile() { return nullptr; }
 
   // Performs `req` synchronously and returns its outcome. Thread-safe: requests may run

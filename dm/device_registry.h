@@ -18,6 +18,7 @@
 namespace ice::dm {
 
 class MappedDevice;
+class Table;
 
 enum class DeviceKind { kHardware, kMapped };
 
@@ -95,11 +96,31 @@ class DeviceRegistry final : public DeviceLookup {
 
  private:
   friend class OpenDevice;
+  friend class TableLookup;
   void Close(const std::string& name);
   struct Entry;
-  // See device_registry.cc for what each guards.
+  // ENXIO when unknown, EINVAL for a device that is not a mapped device.
+  Result<std::shared_ptr<MappedDevice>> FindMapped(const std::string& name) const;
+  // Every mapped device, by name (a snapshot: the devices may be removed meanwhile).
+  std::vector<std::shared_ptr<MappedDevice>> MappedDevices() const;
+  // Builds a table for device `self` from dmsetup lines; devices are looked up refusing `self`
+  // and any device that reaches `self` through its tables. REQUIRES: verbs_mu_ held.
+  Result<std::shared_ptr<dm::Table>> BuildTable(const std::string& self,
+                                                const std::vector<std::string>& lines);
+  // Whether device `from` is `to` or maps onto it through any table, live or not.
+  bool Reaches(const std::string& from, const std::string& to) const;
+  // The tables of other mapped devices that use `name`, and the first such device's name.
+  int Holders(const std::string& name, std::string* first_holder) const;
+  DeviceInfo MakeInfo(const std::string& name, DeviceKind kind,
+                      const std::shared_ptr<BlockDevice>& device,
+                      const std::shared_ptr<MappedDevice>& mapped, int open_count) const;
+
+  // Lock order: verbs_mu_, then mu_, then a mapped device's own locks. Suspend and Resume hold
+  // verbs_mu_ only to find the device: their drain may wait for I/O that is itself queued on
+  // another suspended device, which only a Resume of that device releases (the kernel, too, has
+  // only a per-device suspend lock there).
   std::mutex verbs_mu_;    // serialises state-changing verbs (P5)
-  mutable std::mutex mu_;  // guards entries_
+  mutable std::mutex mu_;  // guards entries_ and each entry's open_count; held only briefly
   std::map<std::string, std::unique_ptr<Entry>, std::less<>> entries_;
   KeyRegistry& keys_;
   BlkCrypto& blk_;

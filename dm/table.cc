@@ -1,0 +1,201 @@
+#include "dm/table.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+
+#include "keyslot/crypto_profile.h"
+
+namespace ice::dm {
+namespace {
+
+// The kernel's dm_split_args: words separated by white space, where a backslash makes the next
+// character part of the word.
+std::vector<std::string> SplitWords(const std::string& line) {
+  std::vector<std::string> words;
+  std::string word;
+  bool in_word = false;
+  for (size_t i = 0; i < line.size(); ++i) {
+    const char c = line[i];
+    if (c == '\\' && i + 1 < line.size()) {
+      word += line[++i];
+      in_word = true;
+    } else if (std::isspace(static_cast<unsigned char>(c))) {
+      if (in_word) words.push_back(std::move(word));
+      word.clear();
+      in_word = false;
+    } else {
+      word += c;
+      in_word = true;
+    }
+  }
+  if (in_word) words.push_back(std::move(word));
+  return words;
+}
+
+bool IsSkipped(const std::string& line) {
+  const size_t first = line.find_first_not_of(" \t\r\n\v\f");
+  return first == std::string::npos || line[first] == '#';
+}
+
+std::string Line(const TableEntry& e, const std::string& params) {
+  return std::to_string(e.start_sector) + " " + std::to_string(e.length_sectors) + " " +
+         std::string(e.type->name) + " " + params;
+}
+
+// The largest logical block size of a target and of the devices it sends I/O to.
+uint32_t EntryBlockSize(const TableEntry& e) {
+  uint32_t lbs = std::max<uint32_t>(1, e.target->logical_block_size());
+  for (const DeviceRef& d : e.target->Devices())
+    lbs = std::max(lbs, d.device->logical_block_size());
+  return lbs;
+}
+
+}  // namespace
+
+Table::~Table() = default;
+
+Result<std::unique_ptr<Table>> Table::Create(const std::vector<std::string>& lines,
+                                             const TargetEnv& env) {
+  std::unique_ptr<Table> table(new Table());
+  for (size_t n = 0; n < lines.size(); ++n) {
+    if (IsSkipped(lines[n])) continue;
+    const std::string where = "table line " + std::to_string(n + 1);
+    auto bad = [&](const std::string& what) { return Status::Error(EINVAL, where + ": " + what); };
+
+    std::vector<std::string> words = SplitWords(lines[n]);
+    if (words.size() < 3) return bad("expected '<start> <length> <type> [<args>…]'");
+    auto start = ParseU64(words[0], "start");
+    if (!start.ok()) return start.status().WithContext(where);
+    auto length = ParseU64(words[1], "length");
+    if (!length.ok()) return length.status().WithContext(where);
+    if (*length == 0) return bad("zero-length target");
+    // D1: each target begins where the previous one ended, the first at sector 0.
+    if (table->entries_.empty() && *start != 0) {
+      return bad("the first target starts at sector " + words[0] + ", not 0");
+    }
+    if (*start != table->size_sectors_) {
+      return bad(std::string(*start < table->size_sectors_ ? "overlap" : "gap") +
+                 " in table: start " + words[0] + " is not sector " +
+                 std::to_string(table->size_sectors_) + ", where the previous target ends");
+    }
+    // Sizes are kept in bytes elsewhere: the end must fit in 64 bits of bytes.
+    if (*length > (UINT64_MAX / kSectorBytes) - *start) {
+      return bad("length " + words[1] + " makes the device larger than 2^64 bytes");
+    }
+    const TargetType* type = FindTargetType(words[2]);
+    if (type == nullptr) return bad("unknown target type '" + words[2] + "'");
+
+    TargetArgs args;
+    args.start_sector = *start;
+    args.length_sectors = *length;
+    args.args.assign(std::make_move_iterator(words.begin() + 3),
+                     std::make_move_iterator(words.end()));
+    auto target = type->create(env, args);
+    if (!target.ok()) return target.status().WithContext(where + ": " + std::string(type->name));
+
+    TableEntry entry;
+    entry.start_sector = *start;
+    entry.length_sectors = *length;
+    entry.type = type;
+    entry.target = std::move(*target);
+    // The kernel's validate_hardware_logical_block_alignment, per target: every piece of an
+    // aligned request that falls in this target is then aligned for it.
+    const uint32_t lbs = EntryBlockSize(entry);
+    if (entry.start_bytes() % lbs != 0 || entry.end_bytes() % lbs != 0) {
+      return bad("target (start sector " + std::to_string(*start) + ", length " +
+                 std::to_string(*length) + ") is not aligned to its logical block size of " +
+                 std::to_string(lbs) + " bytes");
+    }
+    table->size_sectors_ += *length;
+    table->entries_.push_back(std::move(entry));
+  }
+  if (table->entries_.empty()) return Status::Error(EINVAL, "table has no targets");
+  ICE_RETURN_IF_ERROR(table->Finish());
+  return table;
+}
+
+// The table-wide properties, once every target exists (the kernel's dm_table_complete).
+Status Table::Finish() {
+  // D3: everything, narrowed by every device of every target; a target type that does not pass
+  // crypto clears it all.
+  CryptoCapabilities caps = CryptoCapabilities::All();
+  for (const TableEntry& e : entries_) {
+    if (!e.type->passes_crypto) {
+      caps.IntersectWith(nullptr);
+      break;
+    }
+    for (const DeviceRef& d : e.target->Devices()) {
+      const CryptoProfile* profile = d.device->crypto_profile();
+      if (profile == nullptr) {
+        caps.IntersectWith(nullptr);
+      } else {
+        const CryptoCapabilities child = profile->capabilities();
+        caps.IntersectWith(&child);
+      }
+    }
+  }
+  if (caps.HasAnyMode()) caps_ = caps;
+
+  for (const TableEntry& e : entries_) {
+    supports_discard_ = supports_discard_ && e.target->supports_discard();
+    logical_block_size_ = std::max(logical_block_size_, EntryBlockSize(e));
+    for (DeviceRef& d : e.target->Devices()) {
+      const bool seen = std::any_of(device_sizes_.begin(), device_sizes_.end(),
+                                    [&](const DeviceSize& s) { return s.ref.device == d.device; });
+      if (!seen) {
+        const uint64_t size = d.device->size_bytes();
+        device_sizes_.push_back({std::move(d), size});
+      }
+    }
+  }
+  return Status::Ok();
+}
+
+size_t Table::IndexOf(uint64_t offset_bytes) const {
+  const uint64_t sector = offset_bytes / kSectorBytes;
+  auto it = std::upper_bound(entries_.begin(), entries_.end(), sector,
+                             [](uint64_t s, const TableEntry& e) { return s < e.start_sector; });
+  return static_cast<size_t>(it - entries_.begin()) - 1;
+}
+
+std::vector<DeviceRef> Table::Devices() const {
+  std::vector<DeviceRef> out;
+  out.reserve(device_sizes_.size());
+  for (const DeviceSize& s : device_sizes_) out.push_back(s.ref);
+  return out;
+}
+
+bool Table::Uses(const std::string& name) const {
+  return std::any_of(device_sizes_.begin(), device_sizes_.end(),
+                     [&](const DeviceSize& s) { return s.ref.name == name; });
+}
+
+Status Table::CheckDevicesStillFit() const {
+  for (const DeviceSize& s : device_sizes_) {
+    const uint64_t now = s.ref.device->size_bytes();
+    if (now < s.size_bytes) {
+      return Status::Error(EINVAL, "device '" + s.ref.name + "' shrank from " +
+                                       std::to_string(s.size_bytes / kSectorBytes) + " to " +
+                                       std::to_string(now / kSectorBytes) +
+                                       " sectors since the table was loaded");
+    }
+  }
+  return Status::Ok();
+}
+
+std::vector<std::string> Table::TableLines() const {
+  std::vector<std::string> out;
+  out.reserve(entries_.size());
+  for (const TableEntry& e : entries_) out.push_back(Line(e, e.target->TableParams()));
+  return out;
+}
+
+std::vector<std::string> Table::StatusLines() const {
+  std::vector<std::string> out;
+  out.reserve(entries_.size());
+  for (const TableEntry& e : entries_) out.push_back(Line(e, e.target->StatusParams()));
+  return out;
+}
+
+}  // namespace ice::dm

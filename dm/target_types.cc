@@ -1,0 +1,31 @@
+// The registry of target types (the kernel's dm_register_target list): one line per type.
+#include "dm/target.h"
+#include "dm/targets/error.h"
+#include "dm/targets/linear.h"
+#include "dm/targets/striped.h"
+#include "dm/targets/zero.h"
+
+namespace ice::dm {
+namespace {
+
+const TargetType* const kTargetTypes[] = {
+    &kLinearTarget,
+    &kStripedTarget,
+    &kZeroTarget,
+    &kErrorTarget,
+};
+
+}  // namespace
+
+const TargetType* FindTargetType(std::string_view name) {
+  for (const TargetType* t : kTargetTypes) {
+    if (t->name == name) return t;
+  }
+  return nullptr;
+}
+
+std::vector<const TargetType*> AllTargetTypes() {
+  return {std::begin(kTargetTypes), std::end(kTargetTypes)};
+}
+
+}  // namespace ice::dm
