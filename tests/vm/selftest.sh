@@ -37,7 +37,8 @@ elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 t0=$(now)
 run boot --timing -- true
 if [ "$(rc boot)" = 0 ]; then
-  pass "boot: 'true' exits 0 ($(grep -o 'boot [0-9.]* s.*' "$scratch/boot.err"); wall $(elapsed "$t0") s)"
+  timing=$(grep -o 'boot [0-9.]* s.*' "$scratch/boot.err")
+  pass "boot: 'true' exits 0 ($timing; wall $(elapsed "$t0") s)"
 else
   fail "boot" "rc $(rc boot): $(err boot)"
 fi
@@ -93,7 +94,8 @@ else
 fi
 
 ICE_VM_APPEND=rdinit=/nonexistent run panic -- true
-if [ "$(rc panic)" = 125 ] && grep -q '^vmrun: boot failed: .*Kernel panic' "$scratch/panic.err"; then
+if [ "$(rc panic)" = 125 ] &&
+  grep -q '^vmrun: boot failed: .*Kernel panic' "$scratch/panic.err"; then
   pass "a kernel that cannot start init gives 125 ($(cut -c1-100 "$scratch/panic.err"))"
 else
   fail "kernel panic at boot" "rc $(rc panic): $(err panic)"
