@@ -17,12 +17,24 @@ MappedDevice::~MappedDevice() {
 
 // ---- I/O ------------------------------------------------------------------------------------
 
-void MappedDevice::EnterIo() {
+namespace {
+
+// Each thread keeps to one in-flight shard, assigned round robin on its first request.
+size_t ThisThreadShard(size_t shards) {
+  static std::atomic<size_t> next{0};
+  thread_local const size_t mine = next.fetch_add(1, std::memory_order_relaxed);
+  return mine % shards;
+}
+
+}  // namespace
+
+size_t MappedDevice::EnterIo() {
+  const size_t shard = ThisThreadShard(kInFlightShards);
   for (;;) {
-    in_flight_.fetch_add(1, std::memory_order_seq_cst);
-    if (!blocked_.load(std::memory_order_seq_cst)) return;
+    in_flight_[shard].n.fetch_add(1, std::memory_order_seq_cst);
+    if (!blocked_.load(std::memory_order_seq_cst)) return shard;
     // D2: suspended (or suspending). Step back out so the drain can finish, then wait for resume.
-    ExitIo();
+    ExitIo(shard);
     queued_.fetch_add(1, std::memory_order_relaxed);
     {
       std::unique_lock g(gate_mu_);
@@ -32,16 +44,22 @@ void MappedDevice::EnterIo() {
   }
 }
 
-void MappedDevice::ExitIo() {
-  if (in_flight_.fetch_sub(1, std::memory_order_seq_cst) == 1 &&
-      blocked_.load(std::memory_order_seq_cst)) {
+void MappedDevice::ExitIo(size_t shard) {
+  in_flight_[shard].n.fetch_sub(1, std::memory_order_seq_cst);
+  if (blocked_.load(std::memory_order_seq_cst)) {
     std::lock_guard g(gate_mu_);
     gate_cv_.notify_all();
   }
 }
 
+int64_t MappedDevice::InFlight() const {
+  int64_t n = 0;
+  for (const InFlightShard& s : in_flight_) n += s.n.load(std::memory_order_seq_cst);
+  return n;
+}
+
 Status MappedDevice::Submit(const IoRequest& req) {
-  EnterIo();
+  const size_t shard = EnterIo();
   Table* table = live_ptr_.load(std::memory_order_acquire);
   Status s;
   if (table == nullptr) {
@@ -51,7 +69,7 @@ Status MappedDevice::Submit(const IoRequest& req) {
   } else {
     s = MapToTable(*table, req);
   }
-  ExitIo();
+  ExitIo(shard);
   return s;
 }
 
@@ -181,7 +199,7 @@ void MappedDevice::SuspendLocked() {
   blocked_.store(true, std::memory_order_seq_cst);
   {
     std::unique_lock g(gate_mu_);
-    gate_cv_.wait(g, [&] { return in_flight_.load(std::memory_order_seq_cst) == 0; });
+    gate_cv_.wait(g, [&] { return InFlight() == 0; });
   }
   suspended_.store(true, std::memory_order_release);
 }

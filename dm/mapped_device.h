@@ -94,8 +94,6 @@ class MappedDevice final : public BlockDevice, private KeyslotOps {
 
   Status MapToTable(Table& table, const IoRequest& req);
   Status FlushAll(Table& table, const IoRequest& req);
-  void EnterIo();
-  void ExitIo();
   void SuspendLocked();  // REQUIRES: transition_mu_ held.
   Status SwapIn(const std::shared_ptr<Table>& next,
                 std::shared_ptr<Table>* old);  // REQUIRES: transition_mu_ held, suspended.
@@ -106,11 +104,20 @@ class MappedDevice final : public BlockDevice, private KeyslotOps {
   // Serialises Suspend and Resume (the kernel's md->suspend_lock).
   std::mutex transition_mu_;
 
-  // The dispatch gate. Submit adds itself to in_flight_ and then checks blocked_; Suspend sets
-  // blocked_ and then waits for in_flight_ to reach 0. Both sides use seq_cst, so at least one
-  // sees the other. gate_cv_ is notified under gate_mu_ when the last request leaves while
-  // blocked, and when the gate opens.
-  std::atomic<int64_t> in_flight_{0};
+  // The dispatch gate. Submit adds itself to its thread's in-flight shard and then checks
+  // blocked_; Suspend sets blocked_ and then waits for the shards to sum to 0. Both sides use
+  // seq_cst, so at least one sees the other: a request that saw the gate open was counted before
+  // Suspend reads any shard. A request leaves from the shard it entered. Shards keep concurrent
+  // I/O threads off one another's cache lines. gate_cv_ is notified under gate_mu_ when a
+  // request leaves while blocked, and when the gate opens.
+  static constexpr size_t kInFlightShards = 16;
+  struct alignas(64) InFlightShard {
+    std::atomic<int64_t> n{0};
+  };
+  size_t EnterIo();
+  void ExitIo(size_t shard);
+  int64_t InFlight() const;
+  InFlightShard in_flight_[kInFlightShards];
   std::atomic<bool> blocked_{false};
   std::mutex gate_mu_;
   std::condition_variable gate_cv_;
