@@ -13,6 +13,7 @@
 #include <cstring>
 #include <string>
 
+#include "keyslot/data_unit_cipher_iv.h"
 #include "keyslot/data_unit_cipher_pool.h"
 
 namespace ice {
@@ -21,6 +22,7 @@ namespace {
 using cipher_internal::CipherContextPool;
 using cipher_internal::CipherCtxPtr;
 using cipher_internal::kMaxContextsPerSet;
+using LiveIvFlags = std::array<bool, kMaxContextsPerSet>;
 
 constexpr unsigned kBlockBytes = 16;  // the IV size of every mode implemented here
 
@@ -31,6 +33,8 @@ struct Ciphers {
   EVP_CIPHER* aes_128_cbc;
   EVP_CIPHER* aes_256_ecb;
   EVP_CIPHER* sm4_xts;  // nullptr before OpenSSL 3.2
+  bool aes_256_xts_live_iv;
+  bool aes_128_cbc_live_iv;
 };
 
 const Ciphers& GetCiphers() {
@@ -40,6 +44,8 @@ const Ciphers& GetCiphers() {
               EVP_CIPHER_fetch(nullptr, "AES-256-ECB", nullptr),
               EVP_CIPHER_fetch(nullptr, "SM4-XTS", nullptr)};
     ERR_clear_error();  // a missing SM4-XTS is expected
+    c.aes_256_xts_live_iv = cipher_internal::LiveIvWorks(c.aes_256_xts);
+    c.aes_128_cbc_live_iv = cipher_internal::LiveIvWorks(c.aes_128_cbc);
     return c;
   }();
   return ciphers;
@@ -69,7 +75,9 @@ Result<CipherCtxPtr> MakeTemplate(const EVP_CIPHER* cipher, const uint8_t* key, 
   }
   CipherCtxPtr ctx(EVP_CIPHER_CTX_new());
   if (ctx == nullptr) return OpenSslError(ENOMEM, "EVP_CIPHER_CTX_new");
-  if (EVP_CipherInit_ex2(ctx.get(), cipher, key, nullptr, enc, params) != 1) {
+  // Keyed with an IV (zeros; every data unit sets its own) so that a LiveIv store alone suffices.
+  const uint8_t zero_iv[EVP_MAX_IV_LENGTH] = {};
+  if (EVP_CipherInit_ex2(ctx.get(), cipher, key, zero_iv, enc, params) != 1) {
     return OpenSslError(EINVAL, std::string("keying ") + EVP_CIPHER_get0_name(cipher));
   }
   // Data units are whole blocks; a padding block would change the on-disk format.
@@ -78,8 +86,8 @@ Result<CipherCtxPtr> MakeTemplate(const EVP_CIPHER* cipher, const uint8_t* key, 
 }
 
 Result<std::unique_ptr<CipherContextPool>> MakePool(
-    std::array<CipherCtxPtr, kMaxContextsPerSet> templates, int count) {
-  auto pool = std::make_unique<CipherContextPool>(std::move(templates), count);
+    std::array<CipherCtxPtr, kMaxContextsPerSet> templates, LiveIvFlags live_iv, int count) {
+  auto pool = std::make_unique<CipherContextPool>(std::move(templates), live_iv, count);
   if (!pool->Prime()) return OpenSslError(ENOMEM, "copying cipher contexts");
   return pool;
 }
@@ -92,6 +100,16 @@ inline void DunToIv(const Dun& dun, uint8_t* iv) {
   } else {
     dun.ToLittleEndian(iv, kBlockBytes);
   }
+}
+
+// Makes `iv` the IV of the next update of `ctx`. `live` is the context's LiveIv or nullptr.
+inline bool SetIv(EVP_CIPHER_CTX* ctx, uint8_t* live, const uint8_t* iv) {
+  if (live != nullptr) {
+    std::memcpy(live, iv, kBlockBytes);
+    return true;
+  }
+  // A NULL cipher and key keep the prepared key schedule: only the IV changes.
+  return EVP_CipherInit_ex2(ctx, nullptr, nullptr, iv, -1, nullptr) == 1;
 }
 
 enum Direction { kEncrypt = 0, kDecrypt = 1 };
@@ -129,14 +147,14 @@ class XtsCipher final : public DataUnitCipher {
     CipherContextPool::Lease lease(*pool_);
     if (!lease.ok()) return OpenSslError(ENOMEM, "copying cipher contexts");
     EVP_CIPHER_CTX* ctx = lease.ctx(dir);
+    uint8_t* live_iv = lease.live_iv(dir);
     const int unit = static_cast<int>(data_unit_size());
     Dun dun = first;
     alignas(16) uint8_t iv[kBlockBytes];
     for (size_t off = 0; off < length; off += unit) {
       DunToIv(dun, iv);
       int outl = 0;
-      // A NULL cipher and key keep the prepared key schedule: only the tweak changes.
-      if (EVP_CipherInit_ex2(ctx, nullptr, nullptr, iv, -1, nullptr) != 1 ||
+      if (!SetIv(ctx, live_iv, iv) ||
           EVP_CipherUpdate(ctx, out + off, &outl, in + off, unit) != 1 || outl != unit) {
         return OpenSslError(EIO, "XTS data unit");
       }
@@ -175,6 +193,7 @@ class EssivCipher final : public DataUnitCipher {
     CipherContextPool::Lease lease(*pool_);
     if (!lease.ok()) return OpenSslError(ENOMEM, "copying cipher contexts");
     EVP_CIPHER_CTX* cbc = lease.ctx(dir);
+    uint8_t* live_iv = lease.live_iv(dir);
     EVP_CIPHER_CTX* ecb = lease.ctx(kIvEncryptor);
     const size_t unit = data_unit_size();
     const size_t units = length / unit;
@@ -193,7 +212,7 @@ class EssivCipher final : public DataUnitCipher {
       }
       for (size_t i = 0; i < n; ++i, ++done) {
         const size_t off = done * unit;
-        if (EVP_CipherInit_ex2(cbc, nullptr, nullptr, ivs + i * kBlockBytes, -1, nullptr) != 1 ||
+        if (!SetIv(cbc, live_iv, ivs + i * kBlockBytes) ||
             EVP_CipherUpdate(cbc, out + off, &outl, in + off, static_cast<int>(unit)) != 1 ||
             outl != static_cast<int>(unit)) {
           return OpenSslError(EIO, "CBC data unit");
@@ -206,15 +225,15 @@ class EssivCipher final : public DataUnitCipher {
   std::unique_ptr<CipherContextPool> pool_;  // [kEncrypt], [kDecrypt] CBC, [kIvEncryptor] ECB
 };
 
-Result<std::unique_ptr<DataUnitCipher>> CreateXts(const EVP_CIPHER* cipher, const CryptoKey& key,
-                                                  const OSSL_PARAM* params) {
+Result<std::unique_ptr<DataUnitCipher>> CreateXts(const EVP_CIPHER* cipher, bool live_iv,
+                                                  const CryptoKey& key, const OSSL_PARAM* params) {
   const auto raw = key.raw_bytes();
   std::array<CipherCtxPtr, kMaxContextsPerSet> t;
   for (int dir : {kEncrypt, kDecrypt}) {
     ICE_ASSIGN_OR_RETURN(t[dir],
                          MakeTemplate(cipher, raw.data(), raw.size(), dir == kEncrypt, params));
   }
-  ICE_ASSIGN_OR_RETURN(auto pool, MakePool(std::move(t), 2));
+  ICE_ASSIGN_OR_RETURN(auto pool, MakePool(std::move(t), {live_iv, live_iv, false}, 2));
   return std::unique_ptr<DataUnitCipher>(
       new XtsCipher(key.config().data_unit_size, std::move(pool)));
 }
@@ -236,7 +255,8 @@ Result<std::unique_ptr<DataUnitCipher>> CreateEssiv(const CryptoKey& key) {
   OPENSSL_cleanse(salt, sizeof(salt));
   if (!ecb.ok()) return ecb.status();
   t[EssivCipher::kIvEncryptor] = std::move(ecb).value();
-  ICE_ASSIGN_OR_RETURN(auto pool, MakePool(std::move(t), 3));
+  const bool live = c.aes_128_cbc_live_iv && cipher_internal::LiveIvAllowed();
+  ICE_ASSIGN_OR_RETURN(auto pool, MakePool(std::move(t), {live, live, false}, 3));
   return std::unique_ptr<DataUnitCipher>(
       new EssivCipher(key.config().data_unit_size, std::move(pool)));
 }
@@ -255,7 +275,8 @@ Result<std::unique_ptr<DataUnitCipher>> DataUnitCipher::Create(const CryptoKey& 
   const Ciphers& c = GetCiphers();
   switch (config.mode) {
     case CryptoMode::kAes256Xts:
-      return CreateXts(c.aes_256_xts, key, nullptr);
+      return CreateXts(c.aes_256_xts, c.aes_256_xts_live_iv && cipher_internal::LiveIvAllowed(),
+                       key, nullptr);
     case CryptoMode::kAes128CbcEssiv:
       return CreateEssiv(key);
     case CryptoMode::kSm4Xts: {
@@ -266,7 +287,7 @@ Result<std::unique_ptr<DataUnitCipher>> DataUnitCipher::Create(const CryptoKey& 
       char standard[] = "IEEE";
       const OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string("xts_standard", standard, 0),
                                    OSSL_PARAM_construct_end()};
-      return CreateXts(c.sm4_xts, key, params);
+      return CreateXts(c.sm4_xts, /*live_iv=*/false, key, params);
     }
     case CryptoMode::kAdiantum:
       break;

@@ -2,16 +2,19 @@
 
 #include <new>
 
+#include "keyslot/data_unit_cipher_iv.h"
+
 namespace ice::cipher_internal {
 
 struct CipherContextPool::Set {
   std::array<CipherCtxPtr, kMaxContextsPerSet> ctx;
+  std::array<uint8_t*, kMaxContextsPerSet> live_iv{};
   Set* next = nullptr;
 };
 
 CipherContextPool::CipherContextPool(std::array<CipherCtxPtr, kMaxContextsPerSet> templates,
-                                     int count)
-    : templates_(std::move(templates)), count_(count) {}
+                                     std::array<bool, kMaxContextsPerSet> live_iv, int count)
+    : templates_(std::move(templates)), live_iv_(live_iv), count_(count) {}
 
 CipherContextPool::~CipherContextPool() {
   while (idle_ != nullptr) {
@@ -29,6 +32,8 @@ bool CipherContextPool::Prime() {
 }
 
 EVP_CIPHER_CTX* CipherContextPool::Lease::ctx(int i) const { return set_->ctx[i].get(); }
+
+uint8_t* CipherContextPool::Lease::live_iv(int i) const { return set_->live_iv[i]; }
 
 CipherContextPool::Set* CipherContextPool::Acquire() const {
   {
@@ -57,6 +62,7 @@ CipherContextPool::Set* CipherContextPool::MakeSet() const {
     // EVP_CIPHER_CTX_copy duplicates the prepared key schedule; nothing is re-keyed.
     if (set->ctx[i] == nullptr || EVP_CIPHER_CTX_copy(set->ctx[i].get(), templates_[i].get()) != 1)
       return nullptr;
+    if (live_iv_[i]) set->live_iv[i] = LiveIv(set->ctx[i].get());  // nullptr: the slow path
   }
   return set.release();
 }

@@ -4,6 +4,7 @@
 #include <openssl/evp.h>
 
 #include <array>
+#include <cstdint>
 #include <memory>
 #include <mutex>
 
@@ -26,8 +27,10 @@ class CipherContextPool {
  public:
   struct Set;
 
-  // `templates[0 .. count)` are keyed contexts. Lends nothing until Prime() or Acquire().
-  CipherContextPool(std::array<CipherCtxPtr, kMaxContextsPerSet> templates, int count);
+  // `templates[0 .. count)` are keyed contexts; where `live_iv[i]`, each copy of template i also
+  // exposes its LiveIv (data_unit_cipher_iv.h). Lends nothing until Prime() or Acquire().
+  CipherContextPool(std::array<CipherCtxPtr, kMaxContextsPerSet> templates,
+                    std::array<bool, kMaxContextsPerSet> live_iv, int count);
   // REQUIRES: no set is lent out.
   ~CipherContextPool();
   CipherContextPool(const CipherContextPool&) = delete;
@@ -50,6 +53,8 @@ class CipherContextPool {
     bool ok() const { return set_ != nullptr; }
     // REQUIRES: ok(), 0 <= i < count.
     EVP_CIPHER_CTX* ctx(int i) const;
+    // Where to store the next IV of ctx(i), or nullptr to use EVP_CipherInit_ex2.
+    uint8_t* live_iv(int i) const;
 
    private:
     const CipherContextPool& pool_;
@@ -63,6 +68,7 @@ class CipherContextPool {
   static void FreeSet(Set* set);
 
   std::array<CipherCtxPtr, kMaxContextsPerSet> templates_;
+  std::array<bool, kMaxContextsPerSet> live_iv_;
   int count_;
   mutable std::mutex mu_;
   mutable Set* idle_ = nullptr;  // GUARDED_BY(mu_); an intrusive list, so Release allocates nothing
