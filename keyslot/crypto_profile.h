@@ -8,7 +8,6 @@
 #include <mutex>
 #include <optional>
 #include <shared_mutex>
-#include <unordered_map>
 #include <vector>
 
 #include "block/status.h"
@@ -65,7 +64,9 @@ struct SlotState {
 };
 
 // Thread-safe. Lock order: lock_ (shared or exclusive), then idle_mu_. KeyslotOps are called with
-// lock_ held exclusively, never with idle_mu_.
+// lock_ held exclusively, never with idle_mu_. As in the kernel, a slot's mapping refers to the key
+// object itself (ReprogramAllKeys programs it again): a key must be evicted (EvictKey) before it is
+// destroyed, and every Keyslot must be released before the profile is destroyed.
 class CryptoProfile {
  public:
   // K11: the profile is complete when constructed (before its device is used); `ops` must outlive
@@ -102,6 +103,10 @@ class CryptoProfile {
   std::optional<unsigned> FindAndGrab(uint64_t key_id);
   // REQUIRES: lock_ held.
   std::optional<unsigned> Find(uint64_t key_id) const;
+  // REQUIRES: lock_ held exclusively.
+  void MapKey(unsigned index, const CryptoKey& key);
+  void UnmapKey(unsigned index);
+  unsigned Bucket(uint64_t key_id) const;
   void IdleRemove(unsigned index);  // REQUIRES: idle_mu_ held.
   void IdleAppend(unsigned index);  // REQUIRES: idle_mu_ held.
 
@@ -113,18 +118,23 @@ class CryptoProfile {
   unsigned num_slots_;
   KeyslotOps* ops_;
 
-  mutable std::shared_mutex lock_;                 // the kernel's profile->lock
-  std::unique_ptr<Slot[]> slots_;                  // num_slots_ entries
-  std::unordered_map<uint64_t, unsigned> by_key_;  // key id -> slot; guarded by lock_
+  mutable std::shared_mutex lock_;  // the kernel's profile->lock
+  std::unique_ptr<Slot[]> slots_;   // num_slots_ entries
+  // The kernel's slot_hashtable: key id -> chain of slots through Slot::hash_next, a power-of-two
+  // number of buckets >= num_slots_. Fixed size, so lookups and remaps never allocate.
+  std::unique_ptr<int[]> buckets_;  // guarded by lock_
+  unsigned bucket_shift_ = 63;
 
   mutable std::mutex idle_mu_;       // the kernel's idle_slots_lock
   std::condition_variable idle_cv_;  // the kernel's idle_slots_wait_queue
   int idle_head_ = -1;               // least recently used idle slot; guarded by idle_mu_
   int idle_tail_ = -1;               // most recently used idle slot
   size_t idle_count_ = 0;
+  size_t idle_waiters_ = 0;  // getters blocked on idle_cv_; guarded by idle_mu_
 
+  // hits_ holds only the hits of destroyed slots; live slots count their own.
   std::atomic<uint64_t> programs_{0}, program_failures_{0}, evictions_{0}, hits_{0}, waits_{0};
-  bool destroyed_ = false;
+  bool destroyed_ = false;  // guarded by lock_
 };
 
 }  // namespace ice
