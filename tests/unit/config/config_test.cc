@@ -1,0 +1,200 @@
+#include "config/config.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include <gtest/gtest.h>
+
+namespace ice::config {
+namespace {
+
+std::string SourceDir() {
+  return std::filesystem::path(__FILE__)
+      .parent_path()
+      .parent_path()
+      .parent_path()
+      .parent_path()
+      .string();
+}
+
+class TempDir {
+ public:
+  TempDir() {
+    char tmpl[] = "/tmp/ice-config-test.XXXXXX";
+    path_ = mkdtemp(tmpl);
+  }
+  ~TempDir() { std::filesystem::remove_all(path_); }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+constexpr const char* kMinimal = R"(
+[daemon]
+control_socket = "/tmp/ice.sock"
+default_export = "lin@k"
+
+[[hardware]]
+name = "hw0"
+backing = "file:disk0.img"
+size = "1M"
+keyslots = 2
+  [[hardware.capability]]
+  mode = "aes-256-xts"
+  data_unit_sizes = [4096, 512]
+  max_dun_bytes = 4
+
+[[key]]
+name = "k"
+mode = "aes-256-xts"
+data_unit_size = 4096
+key_file = "k.key"
+
+[[device]]
+name = "lin"
+table = ["0 2048 linear hw0 0"]
+)";
+
+TEST(Config, ParsesTheSchema) {
+  auto c = ParseConfig(kMinimal, "/etc/ice/ice.toml");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->daemon.control_socket, "/tmp/ice.sock");
+  EXPECT_EQ(c->daemon.default_export, "lin@k");
+  EXPECT_EQ(c->daemon.fallback_slots, 100u);
+  ASSERT_EQ(c->hardware.size(), 1u);
+  EXPECT_EQ(c->hardware[0].backing, "file:/etc/ice/disk0.img");  // resolved against the config
+  EXPECT_EQ(c->hardware[0].size_bytes, 1u << 20);
+  EXPECT_EQ(c->hardware[0].keyslots, 2u);
+  EXPECT_TRUE(c->hardware[0].capabilities.SupportsNatively(
+      {CryptoMode::kAes256Xts, 512, 4, KeyType::kRaw}));
+  EXPECT_FALSE(c->hardware[0].capabilities.SupportsNatively(
+      {CryptoMode::kAes256Xts, 4096, 5, KeyType::kRaw}));
+  ASSERT_EQ(c->keys.size(), 1u);
+  EXPECT_EQ(c->keys[0].key_file, "/etc/ice/k.key");
+  EXPECT_EQ(c->keys[0].crypto.dun_bytes, 8u);  // default
+  ASSERT_EQ(c->devices.size(), 1u);
+  EXPECT_EQ(c->devices[0].table, std::vector<std::string>{"0 2048 linear hw0 0"});
+}
+
+// Each bad input must be refused with EINVAL and a message naming file, line and key.
+struct BadCase {
+  const char* toml;
+  const char* expect;  // substring of the message
+};
+
+TEST(Config, RefusesBadInputNamingFileLineAndKey) {
+  const BadCase cases[] = {
+      {"[daemon]\ncolour = 1\n", "/x.toml:2: unknown key 'colour' in [daemon]"},
+      {"[[hardware]]\nname = \"a\"\nbacking = \"memory\"\nsize = 4096\nslots = 2\n",
+       "/x.toml:5: unknown key 'slots'"},
+      {"[[hardware]]\nname = \"a\"\nbacking = \"tape\"\nsize = 4096\n", "backing 'tape'"},
+      {"[[hardware]]\nname = \"a\"\nbacking = \"memory\"\nsize = \"12X\"\n", "unknown suffix"},
+      {"[[hardware]]\nname = \"a\"\nbacking = \"memory\"\nsize = 1000\n", "multiple of 512"},
+      {"[[hardware]]\nname = \"a b\"\nbacking = \"memory\"\nsize = 4096\n", "invalid device name"},
+      {"[[hardware]]\nname = \"a\"\nbacking = \"memory\"\nsize = 4096\n[[hardware.capability]]\n"
+       "mode = \"aes-256-xts\"\ndata_unit_sizes = [4096]\n",
+       "has crypto capabilities but no keyslots"},
+      {"[[hardware]]\nname = \"a\"\nbacking = \"memory\"\nsize = 4096\nkeyslots = 1\n"
+       "[[hardware.capability]]\nmode = \"aes-256-xts\"\ndata_unit_sizes = [3000]\n",
+       "power of two"},
+      {"[[key]]\nname = \"k\"\nmode = \"des\"\ndata_unit_size = 4096\nkey_file = \"/k\"\n",
+       "unknown crypto mode 'des'"},
+      {"[[key]]\nname = \"k\"\nmode = \"aes-256-xts\"\ndata_unit_size = 4000\nkey_file = \"/k\"\n",
+       "data unit size 4000"},
+      {"[[key]]\nname = \"k\"\nmode = \"aes-256-xts\"\ndata_unit_size = 4096\ndun_bytes = 17\n"
+       "key_file = \"/k\"\n",
+       "dun_bytes 17"},
+      {"[[key]]\nname = \"k\"\nmode = \"adiantum\"\ndata_unit_size = 4096\nkey_file = \"/k\"\n",
+       "cannot compute adiantum"},
+      {"[[device]]\nname = \"d\"\ntable = \"0 8 zero\"\n", "table must be an array"},
+      {"[[device]]\nname = \"d\"\ntable = []\n[[device]]\nname = \"d\"\ntable = []\n",
+       "'d' is used twice"},
+      {"[daemon]\ndefault_export = \"nope\"\n", "default_export names no device"},
+      {"[daemon]\nlog_level = \"loud\"\n", "log_level 'loud'"},
+      {"[daemon]\ncontrol_socket = \"relative.sock\"\n", "absolute path"},
+      {"hardware = 3\n", "array of tables"},
+      {"[daemon\n", "/x.toml:1:"},
+  };
+  for (const auto& bad : cases) {
+    auto c = ParseConfig(bad.toml, "/x.toml");
+    ASSERT_FALSE(c.ok()) << bad.toml;
+    EXPECT_EQ(c.status().code(), EINVAL) << bad.toml;
+    EXPECT_NE(c.status().message().find(bad.expect), std::string::npos)
+        << "got: " << c.status().message() << "\nwanted: " << bad.expect;
+  }
+}
+
+TEST(Config, DemoConfigIsValid) {
+  auto c = LoadConfig(SourceDir() + "/config/examples/demo.toml");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->hardware.size(), 2u);
+  EXPECT_EQ(c->daemon.default_export, "lin0@demo");
+}
+
+TEST(Config, ParseSize) {
+  EXPECT_EQ(*ParseSize("512"), 512u);
+  EXPECT_EQ(*ParseSize("4K"), 4096u);
+  EXPECT_EQ(*ParseSize("256M"), 256u << 20);
+  EXPECT_EQ(*ParseSize("2GiB"), 2ull << 30);
+  EXPECT_FALSE(ParseSize("").ok());
+  EXPECT_FALSE(ParseSize("M").ok());
+  EXPECT_FALSE(ParseSize("0").ok());
+  EXPECT_FALSE(ParseSize("99999999999999999999").ok());
+  EXPECT_FALSE(ParseSize("1P").ok());
+}
+
+TEST(KeyFile, ReadsExactlySizedPrivateFile) {
+  TempDir d;
+  const std::string p = d.path() + "/k";
+  {
+    std::ofstream f(p, std::ios::binary);
+    f << std::string(64, '\x42');
+  }
+  chmod(p.c_str(), 0600);
+  auto k = ReadKeyFile(p, 64, false);
+  ASSERT_TRUE(k.ok()) << k.status().ToString();
+  EXPECT_EQ(k->size(), 64u);
+  EXPECT_EQ(k->data()[63], 0x42);
+  auto wrong = ReadKeyFile(p, 16, false);
+  EXPECT_EQ(wrong.status().code(), EINVAL);
+}
+
+TEST(KeyFile, RefusesGroupOrWorldReadable) {
+  TempDir d;
+  const std::string p = d.path() + "/k";
+  {
+    std::ofstream f(p, std::ios::binary);
+    f << std::string(64, '\x42');
+  }
+  for (mode_t m : {0640, 0604, 0660, 0644}) {
+    chmod(p.c_str(), m);
+    auto k = ReadKeyFile(p, 64, false);
+    ASSERT_FALSE(k.ok());
+    EXPECT_EQ(k.status().code(), EPERM);
+    EXPECT_NE(k.status().message().find("group/world"), std::string::npos);
+  }
+}
+
+TEST(KeyFile, GeneratesMissingFileWhenAsked) {
+  TempDir d;
+  const std::string p = d.path() + "/gen.key";
+  EXPECT_EQ(ReadKeyFile(p, 64, false).status().code(), ENOENT);
+  auto k = ReadKeyFile(p, 64, true);
+  ASSERT_TRUE(k.ok()) << k.status().ToString();
+  struct stat st {};
+  ASSERT_EQ(stat(p.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  EXPECT_EQ(st.st_size, 64);
+  auto again = ReadKeyFile(p, 64, true);  // an existing file is read, not regenerated
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(0, memcmp(k->data(), again->data(), 64));
+}
+
+}  // namespace
+}  // namespace ice::config
