@@ -18,6 +18,7 @@ cd "$(dirname "$0")"
 HERE=$(pwd)
 ROOT=$(cd ../.. && pwd)
 export ICE_BUILD=${ICE_BUILD:-$ROOT/build}
+export PYTHONDONTWRITEBYTECODE=1
 export PYTHONPATH="$HERE/lib:$ROOT/tests/lib${PYTHONPATH:+:$PYTHONPATH}"
 export ICE_E2E_SEED=${ICE_E2E_SEED:-$(( $(date +%s) % 100000 ))}
 
@@ -33,6 +34,7 @@ limit_of() {
   case $1 in
     test-attach.py) base=150 ;;
     test-fs-*.py) base=300 ;;
+    test-examples.py) base=420 ;;
     test-crash-flakey.py) base=360 ;;
     *) base=240 ;;
   esac
