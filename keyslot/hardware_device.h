@@ -3,6 +3,7 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -74,6 +75,11 @@ class HardwareDevice final : public BlockDevice, private KeyslotOps {
   // exclusively, so no I/O uses a slot between the loss of the keys and the end of reprogramming.
   // Lock order: io_gate_, then the profile's locks, then slots_mu_.
   std::shared_mutex io_gate_;
+  // std::shared_mutex lets new readers in while a writer waits, so a steady I/O stream could
+  // starve Reset(): new crypto I/O first waits here while a reset is pending.
+  std::atomic<int> resets_pending_{0};
+  std::mutex reset_mu_;
+  std::condition_variable reset_cv_;
   // The hardware's key registers: slot -> prepared cipher. Changed under slots_mu_ only while no
   // I/O can hold that slot (refs 0 under the profile's exclusive lock, or during Reset()); read
   // without the mutex by the I/O that holds the slot.
