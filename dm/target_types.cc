@@ -1,6 +1,10 @@
 // The registry of target types (the kernel's dm_register_target list): one line per type.
 #include "dm/target.h"
+#include "dm/targets/default_key.h"
+#include "dm/targets/delay.h"
+#include "dm/targets/dust.h"
 #include "dm/targets/error.h"
+#include "dm/targets/flakey.h"
 #include "dm/targets/linear.h"
 #include "dm/targets/striped.h"
 #include "dm/targets/zero.h"
@@ -13,6 +17,10 @@ const TargetType* const kTargetTypes[] = {
     &kStripedTarget,
     &kZeroTarget,
     &kErrorTarget,
+    &kFlakeyTarget,
+    &kDelayTarget,
+    &kDustTarget,
+    &kDefaultKeyTarget,
 };
 
 }  // namespace

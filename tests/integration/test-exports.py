@@ -1,0 +1,88 @@
+"""N1, N2: the export list, default export, keyed exports and refusals at negotiation."""
+import os
+import subprocess
+
+import nbd
+from ice_harness import Checks, Daemon, connect, write_key
+
+CONFIG = """
+[[hardware]]
+name = "hw0"
+backing = "memory"
+size = "16M"
+keyslots = 2
+  [[hardware.capability]]
+  mode = "aes-256-xts"
+  data_unit_sizes = [4096]
+  max_dun_bytes = 8
+
+[[hardware]]
+name = "plain"
+backing = "memory"
+size = "8M"
+
+[[key]]
+name = "k1"
+mode = "aes-256-xts"
+data_unit_size = 4096
+key_file = "{dir}/k1.key"
+generate = true
+
+[[key]]
+name = "essiv"
+mode = "aes-128-cbc-essiv"
+data_unit_size = 4096
+key_file = "{dir}/essiv.key"
+generate = true
+
+[[device]]
+name = "lin0"
+table = ["0 16384 linear hw0 0", "16384 16384 linear plain 0"]
+"""
+
+c = Checks("exports")
+with Daemon(CONFIG) as d:
+    listing = subprocess.run(["nbdinfo", "--list", "--json", d.uri()], capture_output=True,
+                             text=True, timeout=60)
+    import json
+    exports = {e["export-name"]: e for e in json.loads(listing.stdout)["exports"]} \
+        if listing.returncode == 0 else {}
+    c.check("nbdinfo --list shows every hardware and mapped device",
+            set(exports) >= {"hw0", "plain", "lin0"}, listing.stderr + str(list(exports)))
+    c.check("descriptions name size, kind and crypto capabilities",
+            "aes-256-xts" in exports.get("hw0", {}).get("description", "")
+            and "hardware" in exports.get("hw0", {}).get("description", "")
+            and "MiB" in exports.get("lin0", {}).get("description", ""),
+            str({k: v.get("description") for k, v in exports.items()}))
+
+    def refused(name):
+        try:
+            connect(d, name).shutdown()
+        except nbd.Error:
+            return True
+        return False
+
+    c.check("empty export name refused without a default export", refused(""))
+    c.check("unknown device refused at negotiation", refused("nosuch"))
+    c.check("unknown key refused at negotiation", refused("hw0@nosuch"))
+    log = d.log()
+    c.check("refusal reason is logged, naming the export", "nosuch" in log, log[-2000:])
+
+    h = connect(d, "hw0@k1")
+    c.check("keyed export opens and has the device's size", h.get_size() == 16 << 20)
+    c.check("keyed export advertises min = preferred = data unit size",
+            h.get_block_size(nbd.SIZE_MINIMUM) == 4096 and
+            h.get_block_size(nbd.SIZE_PREFERRED) == 4096)
+    c.check("keyed export advertises multi-conn", h.can_multi_conn())
+    c.check("keyed export does not advertise trim", not h.can_trim())
+    h.shutdown()
+
+    h = connect(d, "plain@essiv")  # plain has no inline crypto: the fallback serves it
+    h.pwrite(b"\x5a" * 4096, 0)
+    c.check("fallback export round-trips", h.pread(4096, 0) == b"\x5a" * 4096)
+    h.shutdown()
+
+    h = connect(d, "plain")
+    c.check("raw device export advertises trim", h.can_trim())
+    h.shutdown()
+c.exit()

@@ -1,0 +1,272 @@
+// Tables: parsing (D1), capabilities (D3, D7), target construction and the lines `table` and
+// `status` print (T1, T3, T7).
+#include "dm/table.h"
+
+#include <cerrno>
+
+#include <gtest/gtest.h>
+
+#include "dm/targets/error.h"
+#include "dm/targets/linear.h"
+#include "dm/targets/striped.h"
+#include "dm/targets/zero.h"
+#include "keyslot/blk_crypto.h"
+#include "tests/unit/dm/dm_test_util.h"
+
+namespace ice::dm {
+namespace {
+
+using testing::Caps;
+using testing::MapLookup;
+using testing::TestDevice;
+
+constexpr uint64_t kMiB = 1 << 20;
+
+class TableTest : public ::testing::Test {
+ protected:
+  TableTest() {
+    // hw0: xts 512+4096, cbc 4096; hw1: xts 4096 only, cbc 4096, 4 DUN bytes; plain: no crypto.
+    hw0_ = std::make_shared<TestDevice>(32 * kMiB, Caps({{CryptoMode::kAes256Xts, 512},
+                                                         {CryptoMode::kAes256Xts, 4096},
+                                                         {CryptoMode::kAes128CbcEssiv, 4096}},
+                                                        8));
+    hw1_ = std::make_shared<TestDevice>(
+        32 * kMiB, Caps({{CryptoMode::kAes256Xts, 4096}, {CryptoMode::kAes128CbcEssiv, 4096}}, 4));
+    plain_ = std::make_shared<TestDevice>(32 * kMiB);
+    lookup_.Add("hw0", hw0_);
+    lookup_.Add("hw1", hw1_);
+    lookup_.Add("plain", plain_);
+    env_.devices = &lookup_;
+    env_.blk = &blk_;
+  }
+
+  Result<std::unique_ptr<Table>> Make(const std::vector<std::string>& lines) {
+    return Table::Create(lines, env_);
+  }
+
+  // The error of a table that must be refused.
+  Status Refused(const std::vector<std::string>& lines) {
+    auto t = Make(lines);
+    EXPECT_FALSE(t.ok());
+    return t.status();
+  }
+
+  BlkCrypto blk_{4};
+  std::shared_ptr<TestDevice> hw0_, hw1_, plain_;
+  MapLookup lookup_;
+  TargetEnv env_;
+};
+
+TEST_F(TableTest, D1_TargetsCoverTheDeviceFromSectorZero) {
+  auto t = Make({"0 100 linear hw0 0", "100 28 zero", "128 72 linear hw1 8"});
+  ASSERT_TRUE(t.ok()) << t.status().ToString();
+  EXPECT_EQ((*t)->num_targets(), 3u);
+  EXPECT_EQ((*t)->size_sectors(), 200u);
+  EXPECT_EQ((*t)->size_bytes(), 200u * 512);
+  EXPECT_EQ((*t)->IndexOf(0), 0u);
+  EXPECT_EQ((*t)->IndexOf(100 * 512 - 1), 0u);
+  EXPECT_EQ((*t)->IndexOf(100 * 512), 1u);
+  EXPECT_EQ((*t)->IndexOf(128 * 512), 2u);
+  EXPECT_EQ((*t)->IndexOf(200 * 512 - 1), 2u);
+}
+
+TEST_F(TableTest, D1_BadNumbersAreRefusedNamingLineAndField) {
+  Status s = Refused({"0 100 zero", "100 1x zero"});
+  EXPECT_EQ(s.code(), EINVAL);
+  EXPECT_NE(s.message().find("table line 2"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("length"), std::string::npos) << s.message();
+  s = Refused({"-1 100 zero"});
+  EXPECT_NE(s.message().find("table line 1: start"), std::string::npos) << s.message();
+  s = Refused({"0 100 linear hw0 zz"});
+  EXPECT_NE(s.message().find("table line 1: linear: offset 'zz'"), std::string::npos)
+      << s.message();
+  s = Refused({"0 18446744073709551615 zero"});
+  EXPECT_EQ(s.code(), EINVAL);
+}
+
+TEST_F(TableTest, D1_ZeroLengthGapsOverlapsAndNonZeroStartAreRefused) {
+  EXPECT_NE(Refused({"0 0 zero"}).message().find("zero-length"), std::string::npos);
+  Status gap = Refused({"0 100 zero", "101 10 zero"});
+  EXPECT_EQ(gap.code(), EINVAL);
+  EXPECT_NE(gap.message().find("table line 2: gap"), std::string::npos) << gap.message();
+  Status overlap = Refused({"0 100 zero", "99 10 zero"});
+  EXPECT_NE(overlap.message().find("table line 2: overlap"), std::string::npos)
+      << overlap.message();
+  Status first = Refused({"8 100 zero"});
+  EXPECT_NE(first.message().find("table line 1"), std::string::npos) << first.message();
+  EXPECT_NE(first.message().find("not 0"), std::string::npos) << first.message();
+}
+
+TEST_F(TableTest, D1_UnknownTypeMissingFieldsAndEmptyTablesAreRefused) {
+  Status s = Refused({"0 100 mirror hw0 0"});
+  EXPECT_EQ(s.code(), EINVAL);
+  EXPECT_NE(s.message().find("unknown target type 'mirror'"), std::string::npos);
+  EXPECT_EQ(Refused({"0 100"}).code(), EINVAL);
+  EXPECT_EQ(Refused({}).code(), EINVAL);
+  EXPECT_EQ(Refused({"", "# nothing"}).code(), EINVAL);
+}
+
+TEST_F(TableTest, D1_BlankAndCommentLinesAreSkippedButCounted) {
+  auto t = Make({"# a comment", "0 100 zero", "", "100 100 zero"});
+  ASSERT_TRUE(t.ok()) << t.status().ToString();
+  EXPECT_EQ((*t)->num_targets(), 2u);
+  Status s = Refused({"# a comment", "0 100 zero", "", "100 100 bogus"});
+  EXPECT_NE(s.message().find("table line 4"), std::string::npos) << s.message();
+}
+
+TEST_F(TableTest, T1_LinearArgumentsAndRange) {
+  EXPECT_NE(Refused({"0 100 linear hw0"}).message().find("expected 2 arguments"),
+            std::string::npos);
+  EXPECT_EQ(Refused({"0 100 linear hw0 0 7"}).code(), EINVAL);
+  // ENXIO for a device that does not exist, with the line named.
+  Status missing = Refused({"0 100 linear nosuch 0"});
+  EXPECT_EQ(missing.code(), ENXIO);
+  EXPECT_NE(missing.message().find("table line 1"), std::string::npos);
+  // The range must lie within the device: 32 MiB = 65536 sectors.
+  EXPECT_TRUE(Make({"0 65536 linear hw0 0"}).ok());
+  EXPECT_TRUE(Make({"0 65535 linear hw0 1"}).ok());
+  Status big = Refused({"0 65536 linear hw0 1"});
+  EXPECT_EQ(big.code(), EINVAL);
+  EXPECT_NE(big.message().find("too small"), std::string::npos) << big.message();
+  EXPECT_EQ(Refused({"0 1 linear hw0 65536"}).code(), EINVAL);
+}
+
+TEST_F(TableTest, D3_LinearOverTwoDevicesExposesExactlyTheIntersection) {
+  auto t = Make({"0 1000 linear hw0 0", "1000 1000 linear hw1 0"});
+  ASSERT_TRUE(t.ok()) << t.status().ToString();
+  ASSERT_NE((*t)->capabilities(), nullptr);
+  const CryptoCapabilities want =
+      Caps({{CryptoMode::kAes256Xts, 4096}, {CryptoMode::kAes128CbcEssiv, 4096}}, 4);
+  EXPECT_EQ(*(*t)->capabilities(), want) << (*t)->capabilities()->ToString();
+}
+
+TEST_F(TableTest, D3_OneDeviceKeepsItsCapabilities) {
+  auto t = Make({"0 1000 linear hw0 0"});
+  ASSERT_TRUE(t.ok());
+  ASSERT_NE((*t)->capabilities(), nullptr);
+  EXPECT_EQ(*(*t)->capabilities(), hw0_->crypto_profile()->capabilities());
+}
+
+TEST_F(TableTest, D3_D7_ANonPassingTargetClearsEverything) {
+  for (const char* other : {"1000 8 zero", "1000 8 error", "1000 8 error hw0 0"}) {
+    auto t = Make({"0 1000 linear hw0 0", other});
+    ASSERT_TRUE(t.ok()) << t.status().ToString();
+    EXPECT_EQ((*t)->capabilities(), nullptr) << other;
+  }
+}
+
+TEST_F(TableTest, D3_ADeviceWithoutInlineCryptoClearsEverything) {
+  auto t = Make({"0 1000 linear hw0 0", "1000 8 linear plain 0"});
+  ASSERT_TRUE(t.ok());
+  EXPECT_EQ((*t)->capabilities(), nullptr);
+}
+
+TEST_F(TableTest, D3_NoModeLeftMeansNoProfile) {
+  auto only512 = std::make_shared<TestDevice>(kMiB, Caps({{CryptoMode::kAes256Xts, 512}}));
+  lookup_.Add("only512", only512);
+  // hw1 has no 512-byte units: the intersection keeps DUN bytes and key types but no mode.
+  auto t = Make({"0 100 linear only512 0", "100 100 linear hw1 0"});
+  ASSERT_TRUE(t.ok());
+  EXPECT_EQ((*t)->capabilities(), nullptr);
+}
+
+TEST_F(TableTest, D3_StripedIntersectsEveryStripe) {
+  auto t = Make({"0 256 striped 2 64 hw0 0 hw1 0"});
+  ASSERT_TRUE(t.ok()) << t.status().ToString();
+  ASSERT_NE((*t)->capabilities(), nullptr);
+  EXPECT_EQ((*t)->capabilities()->max_dun_bytes, 4u);
+  EXPECT_EQ((*t)->capabilities()->data_unit_masks[static_cast<int>(CryptoMode::kAes256Xts)], 4096u);
+}
+
+TEST(TargetTypes, D7_LinearAndStripedPassCryptoZeroAndErrorDoNot) {
+  EXPECT_EQ(FindTargetType("linear"), &kLinearTarget);
+  EXPECT_EQ(FindTargetType("striped"), &kStripedTarget);
+  EXPECT_EQ(FindTargetType("zero"), &kZeroTarget);
+  EXPECT_EQ(FindTargetType("error"), &kErrorTarget);
+  EXPECT_EQ(FindTargetType("nosuch"), nullptr);
+  EXPECT_TRUE(kLinearTarget.passes_crypto);
+  EXPECT_TRUE(kStripedTarget.passes_crypto);
+  EXPECT_FALSE(kZeroTarget.passes_crypto);
+  EXPECT_FALSE(kErrorTarget.passes_crypto);
+  EXPECT_GE(AllTargetTypes().size(), 4u);
+}
+
+// The lines of real-kernel.md (kernel 6.1), with ice device names where the kernel prints MAJ:MIN.
+TEST_F(TableTest, T7_TableAndStatusLinesMatchTheKernel) {
+  struct Case {
+    const char* line;
+    const char* table;
+    const char* status;
+  } cases[] = {
+      {"0 65536 linear hw0 0", "0 65536 linear hw0 0", "0 65536 linear "},
+      {"0 65536 zero", "0 65536 zero ", "0 65536 zero "},
+      {"0 65536 error", "0 65536 error ", "0 65536 error "},
+      {"0 65536 error hw0 0", "0 65536 error ", "0 65536 error "},
+      {"0 1024 striped 2 64 hw0 0 hw1 8", "0 1024 striped 2 64 hw0 0 hw1 8",
+       "0 1024 striped 2 hw0 hw1 1 AA"},
+  };
+  for (const Case& c : cases) {
+    auto t = Make({c.line});
+    ASSERT_TRUE(t.ok()) << c.line << ": " << t.status().ToString();
+    EXPECT_EQ((*t)->TableLines(), std::vector<std::string>{c.table});
+    EXPECT_EQ((*t)->StatusLines(), std::vector<std::string>{c.status});
+  }
+  auto two = Make({"0 8 linear hw0 16", "8 8 linear hw1 0"});
+  ASSERT_TRUE(two.ok());
+  EXPECT_EQ((*two)->TableLines(),
+            (std::vector<std::string>{"0 8 linear hw0 16", "8 8 linear hw1 0"}));
+}
+
+TEST_F(TableTest, T3_StripedArgumentsAreChecked) {
+  EXPECT_EQ(Refused({"0 256 striped 2"}).code(), EINVAL);
+  EXPECT_EQ(Refused({"0 256 striped 0 64"}).code(), EINVAL);
+  EXPECT_EQ(Refused({"0 256 striped 2 0 hw0 0 hw1 0"}).code(), EINVAL);
+  Status stripes = Refused({"0 255 striped 2 64 hw0 0 hw1 0"});
+  EXPECT_NE(stripes.message().find("not divisible by number of stripes"), std::string::npos)
+      << stripes.message();
+  Status chunk = Refused({"0 256 striped 2 48 hw0 0 hw1 0"});
+  EXPECT_NE(chunk.message().find("not divisible by chunk size"), std::string::npos)
+      << chunk.message();
+  EXPECT_EQ(Refused({"0 256 striped 2 64 hw0 0"}).code(), EINVAL);
+  EXPECT_EQ(Refused({"0 256 striped 2 64 hw0 0 hw1 0 plain 0"}).code(), EINVAL);
+  EXPECT_EQ(Refused({"0 256 striped 2 64 hw0 0 nosuch 0"}).code(), ENXIO);
+  // Each stripe holds length / #stripes sectors from its offset.
+  EXPECT_TRUE(Make({"0 131072 striped 2 64 hw0 0 hw1 0"}).ok());
+  EXPECT_EQ(Refused({"0 131072 striped 2 64 hw0 0 hw1 8"}).code(), EINVAL);
+  // A chunk that is not a power of two.
+  EXPECT_TRUE(Make({"0 288 striped 3 24 hw0 0 hw1 0 plain 0"}).ok());
+}
+
+TEST_F(TableTest, T3_ZeroTakesNoArgumentsErrorTakesAnOptionalDevice) {
+  EXPECT_EQ(Refused({"0 8 zero hw0"}).code(), EINVAL);
+  auto with_dev = Make({"0 8 error hw0 0"});
+  ASSERT_TRUE(with_dev.ok());
+  ASSERT_EQ((*with_dev)->Devices().size(), 1u);
+  EXPECT_EQ((*with_dev)->Devices()[0].name, "hw0");
+  EXPECT_EQ(Refused({"0 8 error nosuch 0"}).code(), ENXIO);
+  EXPECT_EQ(Refused({"0 8 error hw0 x"}).code(), EINVAL);
+  EXPECT_EQ(Refused({"0 65537 error hw0 0"}).code(), EINVAL);
+  // As mainline: any other number of arguments is ignored.
+  auto ignored = Make({"0 8 error a b c"});
+  ASSERT_TRUE(ignored.ok());
+  EXPECT_TRUE((*ignored)->Devices().empty());
+}
+
+TEST_F(TableTest, DevicesDiscardsAndUse) {
+  auto t =
+      Make({"0 100 linear hw0 0", "100 100 linear hw0 200", "200 256 striped 2 64 hw1 0 hw0 8"});
+  ASSERT_TRUE(t.ok()) << t.status().ToString();
+  std::vector<std::string> names;
+  for (const DeviceRef& d : (*t)->Devices()) names.push_back(d.name);
+  EXPECT_EQ(names, (std::vector<std::string>{"hw0", "hw1"}));
+  EXPECT_TRUE((*t)->Uses("hw1"));
+  EXPECT_FALSE((*t)->Uses("plain"));
+  EXPECT_TRUE((*t)->supports_discard());
+  plain_->set_supports_discard(false);
+  auto nodiscard = Make({"0 100 linear hw0 0", "100 100 linear plain 0"});
+  ASSERT_TRUE(nodiscard.ok());
+  EXPECT_FALSE((*nodiscard)->supports_discard());
+}
+
+}  // namespace
+}  // namespace ice::dm
