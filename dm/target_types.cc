@@ -13,14 +13,8 @@ namespace ice::dm {
 namespace {
 
 const TargetType* const kTargetTypes[] = {
-    &kLinearTarget,
-    &kStripedTarget,
-    &kZeroTarget,
-    &kErrorTarget,
-    &kFlakeyTarget,
-    &kDelayTarget,
-    &kDustTarget,
-    &kDefaultKeyTarget,
+    &kLinearTarget, &kStripedTarget, &kZeroTarget, &kErrorTarget,
+    &kFlakeyTarget, &kDelayTarget,   &kDustTarget, &kDefaultKeyTarget,
 };
 
 }  // namespace
