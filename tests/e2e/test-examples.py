@@ -1,0 +1,128 @@
+"""The user-facing examples run against a test daemon, so they cannot rot (item 6):
+examples/crash-consistency.sh (ext4 and xfs), examples/keyslot-thrash.sh (3 keys, 2 slots per
+controller) and examples/hw-reset-under-fio.sh. Each must exit 0 with its PASS line, and the
+numbers it prints must show what it claims (crash points passed, slots that changed hands, reads
+verified). examples/daemon-crash.py starts its own daemon: test-daemon-crash.py runs it, and
+test-attach.py runs examples/ice-attach."""
+import os
+import re
+import subprocess
+import sys
+
+from e2e import ROOT, SOAK, Report, daemon, guarded, write_key
+import ice_harness
+
+EX = os.path.join(ROOT, "examples")
+
+
+def mib(n):
+    return n * 2048  # sectors
+
+
+CONFIG = """
+[[hardware]]
+name = "hw0"
+backing = "memory"
+size = "1G"
+keyslots = 2
+  [[hardware.capability]]
+  mode = "aes-256-xts"
+  data_unit_sizes = [4096]
+  max_dun_bytes = 8
+
+[[hardware]]
+name = "hw1"
+backing = "memory"
+size = "1G"
+keyslots = 2
+  [[hardware.capability]]
+  mode = "aes-256-xts"
+  data_unit_sizes = [4096]
+  max_dun_bytes = 8
+""" + "".join("""
+[[key]]
+name = "%s"
+mode = "aes-256-xts"
+data_unit_size = 4096
+key_file = "{dir}/%s.key"
+""" % (k, k) for k in ("k1", "k2", "k3")) + """
+[[device]]
+name = "fl0"
+table = ["0 %d flakey hw0 0 3600 0"]
+
+[[device]]
+name = "lin1"
+table = ["0 %d linear hw0 %d", "%d %d linear hw1 0"]
+
+[[device]]
+name = "lin2"
+table = ["0 %d linear hw1 %d", "%d %d linear hw0 %d"]
+
+[[device]]
+name = "lin3"
+table = ["0 %d linear hw0 %d", "%d %d linear hw1 %d"]
+""" % (mib(384),
+       mib(64), mib(384), mib(64), mib(64),
+       mib(64), mib(64), mib(64), mib(64), mib(448),
+       mib(64), mib(512), mib(64), mib(64), mib(128))
+
+r = Report("examples")
+r.what = "examples/crash-consistency.sh (ext4, xfs), keyslot-thrash.sh, hw-reset-under-fio.sh"
+
+
+def run_example(d, what, args, timeout):
+    env = dict(os.environ, ICE_NBD_SOCKET=d.sock, ICE_SOCKET=d.ctl, ICECTL=ice_harness.ICECTL)
+    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         env=env, start_new_session=True)
+    try:
+        out, _ = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.terminate()  # the examples clean up on SIGTERM
+        out, _ = p.communicate(timeout=120)
+    sys.stdout.write(out)
+    last = out.strip().splitlines()[-1] if out.strip() else ""
+    r.check("%s: exit 0, last line PASS" % what, p.returncode == 0 and "PASS" in last,
+            "exit %s: %s" % (p.returncode, last))
+    return out
+
+
+def body():
+    d = daemon(CONFIG)
+    for k in ("k1", "k2", "k3"):
+        write_key(os.path.join(d.dir, k + ".key"), os.urandom(64))
+    with d:
+        points = "3" if SOAK else "2"
+        out = run_example(d, "crash-consistency.sh ext4 on fl0@k1",
+                          [os.path.join(EX, "crash-consistency.sh"), "-f", "ext4", "-n", points,
+                           "-y", "fl0", "k1"], 240)
+        r.count("crash_points", out.count("fsynced files intact"))
+        out = run_example(d, "crash-consistency.sh xfs on fl0@k2",
+                          [os.path.join(EX, "crash-consistency.sh"), "-f", "xfs", "-n", points,
+                           "-y", "fl0", "k2"], 240)
+        r.count("crash_points", out.count("fsynced files intact"))
+        table = d.icectl("table", "fl0").stdout
+        r.check("crash-consistency.sh left fl0's table as it found it",
+                "drop_writes" not in table and "3600" in table, table)
+
+        out = run_example(d, "keyslot-thrash.sh lin1@k1 lin2@k2 lin3@k3",
+                    [os.path.join(EX, "keyslot-thrash.sh"), "-m", "48" if SOAK else "16", "-y",
+                     "lin1@k1", "lin2@k2", "lin3@k3"], 240)
+        # 3 keys on each 2-slot controller: more programs than keys means slots changed hands.
+        progs = {m.group(1): int(m.group(2)) for m in re.finditer(
+            r"^keyslot-thrash: (hw\d): 2 slots, \+(\d+) programs", out, re.M)}
+        r.check("keyslot-thrash.sh: both controllers programmed more than 3 times (%s)" % progs,
+                len(progs) == 2 and all(p > 3 for p in progs.values()), out[-500:])
+        r.count("files_verified", sum(int(n) for n in re.findall(r"(\d+) files verified\n", out)))
+        out = run_example(d, "hw-reset-under-fio.sh on lin1@k1 resetting hw0 hw1",
+                    [os.path.join(EX, "hw-reset-under-fio.sh"), "-t", "30" if SOAK else "8",
+                     "-y", "lin1@k1", "hw0", "hw1"], 120)
+        m = re.search(r"(\d+) resets; fio: (\d+) writes, (\d+) reads verified, 0 errors", out)
+        if m:
+            r.count("resets", int(m.group(1)))
+            r.count("fio_reads_verified", int(m.group(3)))
+        r.check("hw-reset-under-fio.sh: resets done and fio reads verified with 0 errors",
+                m is not None and int(m.group(1)) > 0 and int(m.group(3)) > 0, out[-500:])
+
+
+guarded(r, body)
+r.exit()
