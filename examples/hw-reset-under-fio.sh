@@ -68,7 +68,7 @@ for hw in "${HWS[@]}"; do BEFORE[$hw]=$(counters "$hw") || exit 1; done
 say "fio on $EXPORT for ${SECS}s while resetting ${HWS[*]}"
 fio --name=reset-under-fio --ioengine=nbd --uri="nbd+unix:///$EXPORT?socket=$NBD_SOCKET" \
   --rw=randwrite --bsrange=4k-64k --blockalign=4k --iodepth=8 --size=128M \
-  --verify=crc32c --verify_backlog=64 --verify_fatal=1 --time_based --runtime="$SECS" \
+  --verify=crc32c --verify_backlog=64 --verify_fatal=1 --verify_state_save=0 --time_based --runtime="$SECS" \
   --output-format=json --output="$WORK/fio.json" >"$WORK/fio.err" 2>&1 &
 FIO_PID=$!
 resets=0

@@ -75,8 +75,8 @@ def body():
             r.check(line, True)
         for line in fails:
             r.check(line, False)
-        m = re.search(r"PASS \((\d+) rounds, (\d+) acked writes, (\d+) acked flushes, (\d+) sectors",
-                      out)
+        m = re.search(r"PASS \((\d+) rounds, (\d+) acked writes, (\d+) acked flushes, "
+                      r"(\d+) sectors", out)
         r.check("example exits 0 with PASS after %d rounds" % ROUNDS,
                 p.returncode == 0 and m is not None and len(rounds) == ROUNDS,
                 "exit %d" % p.returncode)

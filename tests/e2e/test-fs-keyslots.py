@@ -19,8 +19,8 @@ import os
 import random
 import threading
 
-from e2e import SEED, close_all, SOAK, Attachment, FileSet, Mount, Report, connect, daemon, extents, \
-    fsck, guarded, hw_counters, mkfs, private_dir, write_key, xts_encrypt
+from e2e import SEED, SOAK, Attachment, FileSet, Mount, Report, close_all, connect, daemon, \
+    extents, fsck, guarded, hw_counters, mkfs, private_dir, write_key, xts_encrypt
 
 MiB = 1 << 20
 PART = 192 * MiB  # each linear device: PART of one controller then PART of the other

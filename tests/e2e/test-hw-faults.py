@@ -68,10 +68,10 @@ def fio(name, args, out):
     """Starts fio writing and verifying as it goes; returns the Popen."""
     cmd = ["fio", "--name=" + name, "--rw=randwrite", "--bsrange=4k-64k", "--blockalign=4k",
            "--iodepth=8", "--verify=crc32c", "--verify_backlog=64", "--verify_fatal=1",
-           "--time_based", "--runtime=%d" % FIO_SECONDS, "--output-format=json",
-           "--output=" + out] + args
+           "--verify_state_save=0", "--time_based", "--runtime=%d" % FIO_SECONDS,
+           "--output-format=json", "--output=" + out] + args
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True, cwd=work)
 
 
 def fio_result(p, out):
