@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <openssl/crypto.h>
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -29,6 +30,9 @@ class Session : public std::enable_shared_from_this<Session> {
         handler_(handler),
         idle_(idle) {}
 
+  // Unanswered bytes (a partial line when the peer left) may hold key bytes too.
+  ~Session() { WipeFront(buf_.size()); }
+
   void Start() { ReadNext(); }
 
  private:
@@ -38,6 +42,15 @@ class Session : public std::enable_shared_from_this<Session> {
                            [self = shared_from_this()](boost::system::error_code ec, size_t n) {
                              self->OnLine(ec, n);
                            });
+  }
+
+  void WipeFront(size_t n) {
+    for (auto b : buf_.data()) {
+      const size_t k = std::min(n, b.size());
+      OPENSSL_cleanse(const_cast<void*>(b.data()), k);
+      n -= k;
+      if (n == 0) break;
+    }
   }
 
   void ArmTimer() {
@@ -60,8 +73,9 @@ class Session : public std::enable_shared_from_this<Session> {
       return;  // peer closed, timed out or failed: the session ends
     }
     std::string line(asio::buffers_begin(buf_.data()), asio::buffers_begin(buf_.data()) + n - 1);
-    // The buffer may have held key bytes (key.add): wipe before it is reused.
-    for (auto b : buf_.data()) OPENSSL_cleanse(const_cast<void*>(b.data()), b.size());
+    // The line may hold key bytes (key.add): wipe it before the buffer reuses its memory. Only
+    // this line: requests pipelined behind it are already in the buffer and still to be served.
+    WipeFront(n);
     buf_.consume(n);
     if (!line.empty() && line.back() == '\r') line.pop_back();
     std::string reply = handler_.Handle(line);
