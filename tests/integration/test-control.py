@@ -470,6 +470,29 @@ with d:
              or k.hex()[:32] in everything.lower()]
     c.check("no key bytes in the log, replies or metrics (P4)", not leaks, str(leaks))
 
+    r = ctl(d, "key", "add", "k5", "--mode", "aes-256-xts", "--data-unit-size", "4096",
+            "--key", key3.hex())
+    c.check("icectl has no way to take key bytes on its command line", r.returncode == 2
+            and "k5" not in [k["name"] for k in ctl_json(d, "key", "ls")["keys"]])
+
+    # --- P5: state-changing commands are serialised -------------------------------------------
+    results = []
+
+    def create_same(i):
+        results.append(d.control("create", name="race", table=["0 2048 linear hw1 0"]))
+
+    ts = [threading.Thread(target=create_same, args=(i,)) for i in range(8)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(60)
+    oks = [r for r in results if r["ok"]]
+    c.check("8 concurrent creates of one name: exactly one succeeds, the others get EEXIST",
+            len(results) == 8 and len(oks) == 1
+            and all(r["error"]["code"] == "EEXIST" for r in results if not r["ok"]),
+            str([r.get("error", {}).get("code") for r in results]))
+    c.check("the raced device works", ctl_json(d, "remove", "race") == {})
+
     # --- P6: metrics ----------------------------------------------------------------------
     m = ctl(d, "metrics").stdout
     c.check("metrics has every H4 counter per hardware device",

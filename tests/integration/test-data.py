@@ -259,6 +259,15 @@ with d:
             xts_decrypt(K1, DU, half // DU + 9, file_bytes(d, "hwb.img", 9 * DU, DU))[500:3500]
             == data)
     c.check("exports advertise multi-conn", h.can_multi_conn())
+    data = rand(DU)
+    h.pwrite(data, half + 12 * DU)
+    other = connect(d, "lin")
+    trace = syscalls(d, other.flush)
+    c.check("FLUSH on another connection syncs this connection's writes (multi-conn)",
+            synced(trace, fdb) and synced(trace, fda)
+            and file_bytes(d, "hwb.img", 12 * DU, DU) == xts_encrypt(K1, DU, half // DU + 12, data),
+            "\n".join(trace[-10:]))
+    other.shutdown()
     h.shutdown()
 
     # --- many connections, overlapping unaligned writes ------------------------------------
@@ -328,6 +337,13 @@ with d:
     h.shutdown()
     h = connect(d, "dkn")
     c.check("default-key without allow_discards does not advertise trim", not h.can_trim())
+    h.pwrite(rand(2 * DU), 8 * DU)
+    dis = hw_counters(d, "hwa")["discards"]
+    h.zero(2 * DU, 8 * DU)
+    c.check("write-zeroes on default-key writes encrypted zeros and discards nothing",
+            h.pread(2 * DU, 8 * DU) == bytes(2 * DU)
+            and file_bytes(d, "hwa.img", 8 * DU, 2 * DU) == xts_encrypt(K1, DU, 8, bytes(2 * DU))
+            and hw_counters(d, "hwa")["discards"] == dis)
     h.shutdown()
     h = connect(d, "hwa@k1")
     c.check("a keyed export does not advertise trim", not h.can_trim())
