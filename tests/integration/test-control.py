@@ -445,6 +445,16 @@ with d:
     except nbd.Error as e:
         got = e.errno  # libnbd 1.14 gives the errno's name
     c.check("a write to an error target fails with EIO on the wire", got in (E.EIO, "EIO"), str(got))
+    failed = 0
+    lines_before = d.log().count("failed")
+    for _ in range(300):
+        try:
+            h.pread(512, 1 * MiB + DU)
+        except nbd.Error:
+            failed += 1
+    logged = d.log().count("failed") - lines_before
+    c.check("300 failing reads each fail, and their log lines are rate-limited",
+            failed == 300 and logged < 50, "%d failed, %d log lines" % (failed, logged))
     c.check("the good part of the device still works",
             h.pwrite(b"g" * DU, 0) is None and h.pread(DU, 0) == b"g" * DU)
     h.shutdown()
