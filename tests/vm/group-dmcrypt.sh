@@ -34,7 +34,7 @@ mark() { echo "dmcrypt group: $(($(date +%s) - start)) s: $*" >&2; }
 nbdkit_pid=
 MAPS=() LOOPS=()
 cleanup() {
-  for m in "${MAPS[@]}"; do cryptsetup close "$m" 2>/dev/null; done
+  for m in "${MAPS[@]}"; do [ -e "/dev/mapper/$m" ] && cryptsetup close "$m" 2>/dev/null; done
   for l in "${LOOPS[@]}"; do losetup -d "$l" 2>/dev/null; done
   [ -n "$nbdkit_pid" ] && kill "$nbdkit_pid" 2>/dev/null && wait "$nbdkit_pid" 2>/dev/null
   rm -rf "$W"
@@ -149,20 +149,29 @@ if ! "${ICECTL[@]}" create dk512 --table-file "$W/dk512.table" 2>"$W/err"; then
   fail "icectl create dk512: $(<"$W/err")"
 elif [ "$("${ICECTL[@]}" table dk512)" != "0 $DK default-key aes-xts-plain64 - $DK512_IV hw2 $DK512_START" ]; then
   fail "icectl table dk512 (the key must print as -): $("${ICECTL[@]}" table dk512)"
+else
+  pass "icectl create dk512 from a table file with a hex key; its table prints the key as '-'"
 fi
 
 # cryptsetup's plain mapping NAME of FILE with the given options (a loop device under it).
 crypt_open() {
   local name=$1 file=$2 key=$3 loop
   shift 3
-  loop=$(losetup -f --show "$file") || return 1
+  if ! loop=$(losetup -f --show "$file" 2>"$W/err"); then
+    fail "losetup $file: $(<"$W/err")"
+    return 1
+  fi
   LOOPS+=("$loop")
-  cryptsetup open --type plain --cipher aes-xts-plain64 --key-size 512 --key-file "$key" \
-    "$@" "$loop" "$name" || return 1
+  if ! cryptsetup open --type plain --cipher aes-xts-plain64 --key-size 512 --key-file "$key" \
+    "$@" "$loop" "$name" 2>"$W/err"; then
+    fail "cryptsetup open $name ($*): $(<"$W/err")"
+    return 1
+  fi
   MAPS+=("$name")
 }
+# Closes mapping NAME and the loop device under it (the last one opened).
 crypt_close() {
-  cryptsetup close "$1" && MAPS=("${MAPS[@]/$1/}")
+  cryptsetup close "$1" || fail "cryptsetup close $1"
   losetup -d "${LOOPS[-1]}" && unset 'LOOPS[-1]'
 }
 # The bytes [SKIP, SKIP+COUNT) of FILE, in 512-byte sectors.
@@ -195,6 +204,16 @@ crypt_open c0 "$W/hw0.img" "$W/k4k.key" --sector-size 4096 --iv-large-sectors &&
   forward "lin@k4k, first half (hw0, --sector-size 4096 --iv-large-sectors)" c0 "$W/lin4k.bin" 0 $HALF "$W/hw0.img" 0
 crypt_open c1 "$W/hw1.img" "$W/k4k.key" --sector-size 4096 --iv-large-sectors --skip $HALF &&
   forward "lin@k4k, second half (hw1, --skip $HALF: DUNs from $((HALF / 8)))" c1 "$W/lin4k.bin" $HALF $HALF "$W/hw1.img" 0
+# Control: the IV offset matters. The second half opened as if its DUNs started at 0 is not the
+# plaintext (else the checks above could not tell a wrong DUN from a right one).
+if crypt_open cx "$W/hw1.img" "$W/k4k.key" --sector-size 4096 --iv-large-sectors; then
+  if cmp -s <(slice /dev/mapper/cx 0 $HALF) <(slice "$W/lin4k.bin" $HALF $HALF); then
+    fail "control: lin@k4k's second half reads as plaintext with DUNs from 0"
+  else
+    pass "control: lin@k4k's second half with DUNs from 0 (no --skip) is not the plaintext"
+  fi
+  crypt_close cx
+fi
 mark "lin@k4k forward"
 
 # Reverse: dm-crypt writes both halves; ice reads lin@k4k.
