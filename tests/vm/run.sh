@@ -6,6 +6,8 @@
 # repository root and ICE_ROOT / ICE_BUILD / ICE_SEED in its environment; it prints one line per
 # check, "PASS <what>" or "FAIL <what>: <why>", and exits non-zero when any check failed. A group
 # that never ran (boot failure, timeout, missing qemu or kernel) counts as a failed check, loudly.
+# ICE_BUILD in the guest is a snapshot of the build's nbdkit-ice-plugin.so and icectl (all a group
+# may use from it), taken when the tier starts: a rebuild while the tier runs changes nothing.
 #
 #   tests/vm/run.sh [GROUP...]    GROUP = the part after "group-", e.g. "dmsetup"
 set -uo pipefail
@@ -14,6 +16,19 @@ ROOT=$(cd "$HERE/../.." && pwd)
 export ICE_BUILD=${ICE_BUILD:-$ROOT/build}
 SEED=${ICE_SEED:-$RANDOM}
 LIMIT=${ICE_VM_GROUP_TIMEOUT:-300}
+
+# The snapshot lives under /tmp, which the guest sees as the host's.
+SNAP=$(mktemp -d /tmp/ice-vm-build.XXXXXX)
+trap 'rm -rf "$SNAP"' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+for f in nbdkit-ice-plugin.so icectl; do
+  if ! cp "$ICE_BUILD/$f" "$SNAP/$f"; then
+    echo "FAIL vm: cannot copy $ICE_BUILD/$f (build first)"
+    echo "vm: 0 passed, 1 failed"
+    exit 1
+  fi
+done
 
 groups=()
 if [ $# -gt 0 ]; then
@@ -34,7 +49,7 @@ for g in "${groups[@]}"; do
   start=$(date +%s)
   echo "--- vm group $name (limit ${LIMIT}s, seed $SEED)"
   "$HERE/vmrun" --timeout "$LIMIT" --mem 3072 --cpus 2 --timing \
-    --env "ICE_ROOT=$ROOT" --env "ICE_BUILD=$ICE_BUILD" --env "ICE_SEED=$SEED" \
+    --env "ICE_ROOT=$ROOT" --env "ICE_BUILD=$SNAP" --env "ICE_SEED=$SEED" \
     -- bash -c 'cd "$ICE_ROOT" && exec bash "$0"' "$g" >"$out" 2>"$err"
   rc=$?
   cat "$out"
