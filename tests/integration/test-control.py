@@ -221,16 +221,19 @@ with d:
             os.chmod(d.ctl, 0o600)
             os.chmod(d.dir, 0o700)
 
-    out = as_uid(NOBODY, False)
-    c.check("mode 0600 keeps another user from connecting at all", out.startswith("CONNECT-REFUSED"),
-            out)
-    out = as_uid(NOBODY, True)
-    c.check("a peer uid neither root nor allowed is closed without a reply (SO_PEERCRED)",
-            out.startswith("CLOSED"), out)
-    c.check("the refusal is logged with the uid", "uid %d" % NOBODY in d.log(), d.log()[-500:])
-    out = as_uid(ALLOWED, True)
-    c.check("a uid listed in allowed_uids is served", out.startswith("REPLY") and '"ok":true' in
-            out.replace(" ", ""), out)
+    if os.getuid() != 0:  # connecting as other uids takes root
+        print("SKIP control: peer uid checks (P1) need root", flush=True)
+    else:
+        out = as_uid(NOBODY, False)
+        c.check("mode 0600 keeps another user from connecting at all",
+                out.startswith("CONNECT-REFUSED"), out)
+        out = as_uid(NOBODY, True)
+        c.check("a peer uid neither root nor allowed is closed without a reply (SO_PEERCRED)",
+                out.startswith("CLOSED"), out)
+        c.check("the refusal is logged with the uid", "uid %d" % NOBODY in d.log(), d.log()[-500:])
+        out = as_uid(ALLOWED, True)
+        c.check("a uid listed in allowed_uids is served", out.startswith("REPLY") and '"ok":true' in
+                out.replace(" ", ""), out)
 
     # --- P2: malformed requests while NBD I/O runs on another connection --------------------
     w = Worker(d, "hw1@k1", 8 * MiB, 256 * 1024, 1)
@@ -271,8 +274,8 @@ with d:
                     and not closed, str(replies))
         replies, closed = raw_exchange(d.ctl, b"{\"v\":1,\"id\":\"abc\",\"verb\":\"version\"}\n")
         c.check("the request id is echoed", replies and replies[0]["id"] == "abc", str(replies))
-        big = b"{\"v\":1,\"id\":1,\"verb\":\"version\",\"args\":{\"pad\":\"" + b"x" * (1536 * 1024) \
-            + b"\"}}\n"
+        big = (b"{\"v\":1,\"id\":1,\"verb\":\"version\",\"args\":{\"pad\":\""
+               + b"x" * (1536 * 1024) + b"\"}}\n")
         replies, closed = raw_exchange(d.ctl, big)
         c.check("an oversized (> 1 MiB) request gets an E2BIG reply and the connection is closed",
                 len(replies) == 1 and replies[0]["error"]["code"] == "E2BIG" and closed,
@@ -400,7 +403,8 @@ with d:
     c.check("key add of an existing name is refused", one_error_line(r), r.stderr)
     c.check("failed key adds changed nothing", ctl_json(d, "key", "ls") == keys_before)
     ls_before = ctl_json(d, "ls")
-    r = ctl(d, "create", "bad", "--table", "0 2048 linear hw0 0", "--table", "2048 8 linear nosuch 0")
+    r = ctl(d, "create", "bad", "--table", "0 2048 linear hw0 0",
+            "--table", "2048 8 linear nosuch 0")
     c.check("create with a bad table line is refused, naming it",
             one_error_line(r) and "nosuch" in r.stderr, r.stderr)
     r = ctl(d, "load", "err", "--table", "0 8 frobnicate")
@@ -409,8 +413,10 @@ with d:
             ctl_json(d, "ls") == ls_before and not ctl_json(d, "info", "err")["inactive_table"])
 
     # --- N2: refusals at negotiation, and icectl says the same ------------------------------
-    for name, why in [("nosuch-dev-17", "an unknown device"), ("hw1@nosuch-key-17", "an unknown key"),
-                      ("hw1@", "an empty key name"), ("tiny@k64k", "a key the device cannot serve")]:
+    for name, why in [("nosuch-dev-17", "an unknown device"),
+                      ("hw1@nosuch-key-17", "an unknown key"),
+                      ("hw1@", "an empty key name"),
+                      ("tiny@k64k", "a key the device cannot serve")]:
         try:
             connect(d, name).shutdown()
             refused = False
@@ -420,8 +426,7 @@ with d:
         msg = r.stderr[len("icectl: error: "):].strip()
         log = d.log()
         c.check("%s (%s) is refused at negotiation with a log line naming it" % (why, name),
-                refused and any(name in line for line in log.splitlines() if "nosuch" in name
-                                or "@" in name),
+                refused and any(name in line for line in log.splitlines()),
                 log[-600:])
         c.check("icectl export check %s gives the same reason as the log" % name,
                 one_error_line(r) and msg and msg in log, "%r not in log" % msg)
@@ -438,13 +443,15 @@ with d:
     except nbd.Error as e:
         got = e.errno  # libnbd 1.14 gives the errno's name
 
-    c.check("a read from an error target fails with EIO on the wire", got in (E.EIO, "EIO"), str(got))
+    c.check("a read from an error target fails with EIO on the wire", got in (E.EIO, "EIO"),
+            str(got))
     try:
         h.pwrite(b"x" * DU, 1 * MiB + DU)
         got = None
     except nbd.Error as e:
         got = e.errno  # libnbd 1.14 gives the errno's name
-    c.check("a write to an error target fails with EIO on the wire", got in (E.EIO, "EIO"), str(got))
+    c.check("a write to an error target fails with EIO on the wire", got in (E.EIO, "EIO"),
+            str(got))
     failed = 0
     lines_before = d.log().count("failed")
     for _ in range(300):

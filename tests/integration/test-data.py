@@ -105,18 +105,14 @@ def syscalls(d, fn):
     """Runs fn() with strace attached to every thread of the daemon; returns the trace lines of
     writes and syncs made meanwhile (fn's reply came after them)."""
     out = os.path.join(d.dir, "strace.out")
-    st = subprocess.Popen(["strace", "-f", "-qq", "-p", str(d.proc.pid), "-o", out,
+    st = subprocess.Popen(["strace", "-f", "-p", str(d.proc.pid), "-o", out,
                            "-e", "trace=pwrite64,pwritev,pwritev2,fdatasync,fsync,sync_file_range"],
                           stderr=subprocess.PIPE, text=True)
     try:
-        # strace writes nothing until it is attached; a traced no-op proves it is.
-        deadline = time.time() + 20
-        while time.time() < deadline:
-            d.control("version")
-            if os.path.exists(out):
-                break
-            time.sleep(0.05)
-        time.sleep(0.2)  # attaching all threads takes a moment after the first
+        # strace says "Process N attached [with M threads]" once it traces all of them.
+        line = st.stderr.readline()
+        if "attached" not in line:
+            raise AssertionError("strace could not attach: " + line)
         fn()
     finally:
         st.send_signal(signal.SIGINT)
@@ -231,7 +227,8 @@ with d:
             a_after["flushes"] > a_before["flushes"] and b_after["flushes"] > b_before["flushes"],
             "%s %s" % (a_after["flushes"], b_after["flushes"]))
     c.check("after FLUSH the data is in the backing files",
-            file_bytes(d, "hwa.img", half - DU, DU) == xts_encrypt(K1, DU, half // DU - 1, data[:DU])
+            file_bytes(d, "hwa.img", half - DU, DU)
+            == xts_encrypt(K1, DU, half // DU - 1, data[:DU])
             and file_bytes(d, "hwb.img", 0, DU) == xts_encrypt(K1, DU, half // DU, data[DU:]))
     c.check("linear: DUNs of the second device continue where the first ends (DUN 1024 at hwb 0)",
             xts_decrypt(K1, DU, half // DU, file_bytes(d, "hwb.img", 0, DU)) == data[DU:])
