@@ -513,5 +513,51 @@ for c in "${!FL_WHAT[@]}"; do
   fi
 done
 
+mark "flakey down"
+# --- info and ls (rule T7: dmsetup's layouts) --------------------------------------------------------
+# Same names on both sides: a live device, one with only an inactive table, a suspended one. ice's
+# info is dmsetup's block plus its own "Size:" and "Crypto capabilities:" lines (DESIGN.md); the
+# device numbers differ.
+INFO_NAMES=(info-live info-inactive info-suspended)
+dmsetup create --concise "info-live,,,,$(kernel_table "0 $S linear @0 0");info-suspended,,,,$(kernel_table "0 $H zero")" &&
+  dmsetup create info-inactive --notable && dmsetup load info-inactive --table "0 100 zero" &&
+  dmsetup suspend info-suspended || fail "info: kernel set-up failed"
+"${ICECTL[@]}" create info-live --table "$(ice_table "0 $S linear @0 0")" &&
+  "${ICECTL[@]}" create info-suspended --table "0 $H zero" &&
+  "${ICECTL[@]}" create info-inactive && "${ICECTL[@]}" load info-inactive --table "0 100 zero" &&
+  "${ICECTL[@]}" suspend info-suspended || fail "info: ice set-up failed"
+kinfo=$(dmsetup info "${INFO_NAMES[@]}")
+iinfo=""
+for name in "${INFO_NAMES[@]}"; do iinfo+=$("${ICECTL[@]}" info "$name")$'\n\n'; done
+# Drop ice's own lines and both sides' device numbers.
+strip_info() {
+  local out="" l
+  while IFS= read -r l; do
+    case $l in "Size: "* | "Crypto capabilities: "*) continue ;; "Major, minor: "*) l="Major, minor:      N, N" ;; esac
+    out+="$l"$'\n'
+  done <<<"$1"
+  printf '%s' "$out"
+}
+ks=$(strip_info "$kinfo")
+is=$(strip_info "$iinfo")
+extra=$(grep -c '^Size: \|^Crypto capabilities: ' <<<"$iinfo")
+if [ "$ks" != "$is" ]; then
+  fail "info: kernel $(show "$ks") ice $(show "$is")"
+elif [ "$extra" -ne 6 ]; then
+  fail "info: ice's Size/Crypto capabilities lines: $extra, expected 2 a device"
+else
+  pass "info: dmsetup's layout line for line (LIVE, INACTIVE, SUSPENDED), device numbers aside, plus ice's Size and Crypto capabilities lines"
+fi
+kls=$(dmsetup ls | grep '^info-')
+ils=$("${ICECTL[@]}" ls | grep '^info-')
+re=$'^info-[a-z]+\t\\([0-9]+:[0-9]+\\)$'
+bad=0
+while IFS= read -r l; do [[ $l =~ $re ]] || bad=1; done <<<"$kls"$'\n'"$ils"
+if [ $bad -ne 0 ] || [ "$(cut -f1 <<<"$kls")" != "$(cut -f1 <<<"$ils")" ]; then
+  fail "ls: kernel $(show "$kls") ice $(show "$ils")"
+else
+  pass "ls: 'name<TAB>(major:minor)' a device on both, same names in the same order"
+fi
+
 echo "dmsetup group: $(($(date +%s) - start)) s in the guest" >&2
 exit $failed
