@@ -1,3 +1,4 @@
+#!/usr/bin/env bash
 # Real-kernel group "attach": the kernel's NBD client (nbd-client 3.24) on ice exports, with real
 # filesystems on them.
 #

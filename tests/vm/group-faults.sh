@@ -1,3 +1,4 @@
+#!/usr/bin/env bash
 # Real-kernel group "faults": faults under the kernel's NBD client.
 #
 #   hw reset   fio writes and verifies (crc32c) through /dev/nbd0 (lin0@k1: a keyed export of a
@@ -137,7 +138,7 @@ scenario_flakey() {
   mount $dev "$MNT" || { fail "$what: mount after the fault" "exit $?"; return; }
   check "$what: every file fsynced before the fault intact" $FILES verify "$MNT" "$VM_DIR/sums"
   umount "$MNT" || { fail "$what: umount after the check" "exit $?"; return; }
-  check "$what: unmounted (journal replayed by a mount), e2fsck -fn clean" e2fsck_consistent $dev
+  check "$what: unmounted (journal replayed by a mount), e2fsck -fn clean" e2fsck -fn $dev
   detach $dev
 }
 

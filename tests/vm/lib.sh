@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by tests/vm/group-*.sh inside the guest: the ice daemon (nbdkit + plugin) on a Unix
 # socket in a private folder, the kernel NBD client, and the PASS/FAIL lines of the tier.
 #
@@ -81,22 +82,6 @@ detach() {
     sleep 0.05
   done
   echo "detach $dev: still connected" >&2
-  return 1
-}
-
-# e2fsck_consistent DEV: e2fsck -fn finds nothing to repair. Exit 4 is accepted only when the one
-# thing e2fsck cannot leave as it is under -n is the error state ext4 recorded in its superblock
-# for I/O errors it saw (every problem e2fsck finds is a question that -n answers "no").
-e2fsck_consistent() {
-  local out rc
-  out=$(e2fsck -fn "$1" 2>&1)
-  rc=$?
-  [ $rc = 0 ] && return 0
-  if [ $rc = 4 ] && ! grep -q '? no$' <<<"$out" && grep -q 'Filesystem still has errors' <<<"$out"; then
-    echo "ext4 recorded the I/O errors in its superblock; no inconsistency" >&2
-    return 0
-  fi
-  printf '%s\n' "$out"
   return 1
 }
 
