@@ -6,7 +6,8 @@
 #            the keys in use (k2 and k3 are kept busy on other exports by fio meanwhile):
 #            ext4 made at nbd-client's default block size (512-byte requests: the read-modify-write
 #            of 4096-byte data units, rule N3), checked, then attached again with -C 2 (two
-#            connections, multi-conn flush, N4), more files written, checked, verified.
+#            connections, multi-conn flush, N4), more files written, checked, verified; without
+#            the key (export lin0) blkid finds no filesystem: the medium holds ciphertext.
 #   dk0      a default-key device (every I/O encrypted with the table's key): xfs made at -b 4096,
 #            checked, attached again and verified.
 # Every filesystem: files with kept checksums, unmount, e2fsck -fn / xfs_repair -n clean, mount
@@ -132,6 +133,20 @@ scenario_lin0() {
   check "$what: every ext4 file written over 1 and 2 connections verified after a fresh attach" \
     verify "$MNT"
   umount "$MNT"
+  # Without the key the same blocks are ciphertext: no filesystem signature anywhere blkid looks.
+  if attach /dev/nbd2 lin0; then
+    local keyed raw
+    keyed=$(blkid -p -o value -s TYPE $dev)
+    raw=$(blkid -p -o value -s TYPE /dev/nbd2)
+    if [ "$keyed" = ext4 ] && [ -z "$raw" ]; then
+      pass "$what: blkid sees ext4 through lin0@k1 and nothing through lin0 (ciphertext)"
+    else
+      fail "$what: ciphertext below the key" "blkid: '$keyed' with the key, '$raw' without"
+    fi
+    detach /dev/nbd2
+  else
+    fail "$what: attach lin0 without a key" "nbd-client exit $?"
+  fi
   detach $dev
 }
 
