@@ -92,7 +92,13 @@ Result<std::unique_ptr<Table>> Table::Create(const std::vector<std::string>& lin
     args.args.assign(std::make_move_iterator(words.begin() + 3),
                      std::make_move_iterator(words.end()));
     auto target = type->create(env, args);
-    if (!target.ok()) return target.status().WithContext(where + ": " + std::string(type->name));
+    if (!target.ok()) {
+      // Named once, as the kernel logs "<type>: <error>": some targets name themselves already.
+      const std::string name(type->name);
+      const Status& error = target.status();
+      if (error.message().starts_with(name + ": ")) return error.WithContext(where);
+      return error.WithContext(where + ": " + name);
+    }
 
     TableEntry entry;
     entry.start_sector = *start;

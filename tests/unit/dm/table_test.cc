@@ -84,6 +84,22 @@ TEST_F(TableTest, D1_BadNumbersAreRefusedNamingLineAndField) {
   EXPECT_EQ(s.code(), EINVAL);
 }
 
+TEST_F(TableTest, T7_ARefusedTargetIsNamedOnceAsTheKernelLogsIt) {
+  // The kernel: "<type>: <error>". Targets whose errors name themselves are not named twice.
+  Status s = Refused({"0 100 flakey hw0 0 1 1 1 bogus"});
+  EXPECT_EQ(s.code(), EINVAL);
+  EXPECT_NE(s.message().find("table line 1: flakey: Unrecognised flakey feature requested"),
+            std::string::npos)
+      << s.message();
+  EXPECT_EQ(s.message().find("flakey: flakey"), std::string::npos) << s.message();
+  s = Refused({"0 100 delay hw0 0 1 hw1 65536 2"});
+  EXPECT_NE(s.message().find("table line 1: delay: device 'hw1' too small"), std::string::npos)
+      << s.message();
+  s = Refused({"0 100 zero 1"});
+  EXPECT_NE(s.message().find("table line 1: zero: no arguments required"), std::string::npos)
+      << s.message();
+}
+
 TEST_F(TableTest, D1_ZeroLengthGapsOverlapsAndNonZeroStartAreRefused) {
   EXPECT_NE(Refused({"0 0 zero"}).message().find("zero-length"), std::string::npos);
   Status gap = Refused({"0 100 zero", "101 10 zero"});
