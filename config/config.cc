@@ -154,9 +154,11 @@ Status ParseCapability(const SchemaError& err, const toml::table& t, const std::
   if (!n || !n->as_array() || n->as_array()->empty())
     return err.At(n ? n->source() : t.source(), w + ".data_unit_sizes must be a non-empty array");
   for (const auto& e : *n->as_array()) {
-    const int64_t v = e.is_integer() ? *e.value<int64_t>() : 0;
+    if (!e.is_integer()) return err.At(e, w + ".data_unit_sizes: each must be an integer (bytes)");
+    const int64_t v = *e.value<int64_t>();
     if (v < kMinDataUnitSize || v > kMaxDataUnitSize || !std::has_single_bit(uint64_t(v)))
-      return err.At(e, w + ".data_unit_sizes: each must be a power of two in 512…65536");
+      return err.At(
+          e, w + ".data_unit_sizes: " + std::to_string(v) + " is not a power of two in 512…65536");
     caps.Add(mode, static_cast<uint32_t>(v));
   }
   const unsigned iv = ModeInfo(mode).iv_size;

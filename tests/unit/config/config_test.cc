@@ -102,7 +102,10 @@ TEST(Config, RefusesBadInputNamingFileLineAndKey) {
        "has crypto capabilities but no keyslots"},
       {"[[hardware]]\nname = \"a\"\nbacking = \"memory\"\nsize = 4096\nkeyslots = 1\n"
        "[[hardware.capability]]\nmode = \"aes-256-xts\"\ndata_unit_sizes = [3000]\n",
-       "power of two"},
+       "/x.toml:8: hardware 'a' capability.data_unit_sizes: 3000 is not a power of two"},
+      {"[[hardware]]\nname = \"a\"\nbacking = \"memory\"\nsize = 4096\nkeyslots = 1\n"
+       "[[hardware.capability]]\nmode = \"aes-256-xts\"\ndata_unit_sizes = [\"4K\"]\n",
+       "data_unit_sizes: each must be an integer"},
       {"[[key]]\nname = \"k\"\nmode = \"des\"\ndata_unit_size = 4096\nkey_file = \"/k\"\n",
        "unknown crypto mode 'des'"},
       {"[[key]]\nname = \"k\"\nmode = \"aes-256-xts\"\ndata_unit_size = 4000\nkey_file = \"/k\"\n",
