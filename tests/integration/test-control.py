@@ -603,8 +603,27 @@ with d:
          lambda: (lambda hw: len(hw["slots"]) == 2 and hw["counters"]["writes"] > 0)(
              ctl_json(d, "hw", "info", "hw0")))
     verb("hw info (human)", lambda: ctl(d, "hw", "info", "hw0").returncode == 0)
-    verb("hw fault --json makes the next keyslot program fail",
-         lambda: ctl_json(d, "hw", "fault", "hw1", "--fail-programs", "1") == {})
+    def fault_then_io():
+        before = ctl_json(d, "hw", "info", "hw1")["counters"]["slot_program_failures"]
+        assert ctl_json(d, "hw", "fault", "hw1", "--fail-programs", "1") == {}
+        hh = connect(d, "hw1@k3")  # k3 was never programmed into hw1
+        try:
+            hh.pwrite(b"f" * DU, 0)
+            first = "ok"
+        except nbd.Error:
+            first = "failed"
+        hh.pwrite(b"f" * DU, 0)  # only the next program was to fail
+        ok = hh.pread(DU, 0) == b"f" * DU
+        hh.shutdown()
+        after = ctl_json(d, "hw", "info", "hw1")["counters"]["slot_program_failures"]
+        return first == "failed" and ok and after == before + 1
+
+    verb("hw fault --fail-programs 1 fails exactly the next keyslot program", fault_then_io)
+    verb("hw fault --program-latency-ms and --fail-evictions are accepted and undone with 0",
+         lambda: ctl_json(d, "hw", "fault", "hw1", "--program-latency-ms", "5",
+                          "--fail-evictions", "1") == {}
+         and ctl_json(d, "hw", "fault", "hw1", "--program-latency-ms", "0",
+                      "--fail-evictions", "0") == {})
     verb("hw reset --json empties the keyslots and counts the reset",
          lambda: ctl_json(d, "hw", "reset", "hw0") == {}
          and ctl_json(d, "hw", "info", "hw0")["counters"]["resets"] >= 1)
