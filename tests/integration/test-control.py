@@ -641,6 +641,40 @@ with d:
     verb("ICE_SOCKET selects the socket",
          lambda: subprocess.run([ICECTL, "version"], capture_output=True, timeout=60,
                                 env=dict(os.environ, ICE_SOCKET=d.ctl)).returncode == 0)
+    # --- P2: many control clients at once; none leaks a descriptor ------------------------
+    fd_dir = "/proc/%d/fd" % d.proc.pid
+    fds_before = len(os.listdir(fd_dir))
+    errs = []
+
+    def client(i):
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                s.settimeout(30)
+                s.connect(d.ctl)
+                for j in range(10):
+                    s.sendall(b'{"v":1,"id":%d,"verb":"hw.info","args":{"name":"hw0"}}\n' % j)
+                    r = json.loads(recv_line(s))
+                    if not r["ok"] or r["id"] != j:
+                        errs.append(str(r)[:100])
+        except Exception as e:  # noqa: BLE001
+            errs.append(repr(e))
+
+    ts = [threading.Thread(target=client, args=(i,)) for i in range(100)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(60)
+    c.check("100 control clients at once, 10 requests each, all answered in order", not errs,
+            "; ".join(errs[:3]))
+    for _ in range(30):  # clients that leave in the middle of a line
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(d.ctl)
+        s.sendall(b'{"v":1,"verb":"key.add","args":{"key_hex":"00')
+        s.close()
+    c.check("no descriptor leaks from control clients",
+            eventually(lambda: len(os.listdir(fd_dir)) <= fds_before),
+            "%d -> %d" % (fds_before, len(os.listdir(fd_dir))))
+
     c.check("the daemon is still alive after everything", d.proc.poll() is None)
 
 # --- P2: idle control connections time out (a daemon of its own: a short timeout) -----------
