@@ -389,6 +389,8 @@ with d:
 
     c.run("block status on a keyed export over never-written space claims no zeros",
           lambda: status_ok("hwa@k1", 1 * MiB))
+    c.run("block status on a fallback keyed export claims no zeros it does not read",
+          lambda: status_ok("plainf@k1", 4 * MiB))
     c.run("block status on a mapped keyed export claims no zeros it does not read",
           lambda: status_ok("lin@k1", 8 * MiB))
     c.run("block status on a default-key device claims no zeros it does not read",
