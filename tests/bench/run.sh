@@ -10,7 +10,8 @@
 #
 # Environment: ICE_BUILD (default: build/), RT (seconds per workload, default 6), SIZE (default 1G),
 # ICE_DATA_UNIT (default 4096), ICE_THREADS (nbdkit --threads for ice, default 16 like the peers),
-# PEER_BENCH (default /work/shared/bench/peer-bench.sh).
+# ROUNDS (peer-bench runs, default 1; more: medians), PEER_BENCH (default
+# /work/shared/bench/peer-bench.sh). One round takes about 2.5 minutes.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 ICE_BUILD=${ICE_BUILD:-$ROOT/build}
@@ -19,6 +20,7 @@ PEER_BENCH=${PEER_BENCH:-/work/shared/bench/peer-bench.sh}
 export RT=${RT:-6} SIZE=${SIZE:-1G}
 UNIT=${ICE_DATA_UNIT:-4096}
 THREADS=${ICE_THREADS:-16}
+ROUNDS=${ROUNDS:-1}
 [ -f "$PLUGIN" ] || { echo "bench: no plugin at $PLUGIN (build first, or set ICE_BUILD)" >&2; exit 1; }
 [ -x "$PEER_BENCH" ] || [ -f "$PEER_BENCH" ] || { echo "bench: no $PEER_BENCH" >&2; exit 1; }
 
@@ -71,14 +73,31 @@ done
 export ICE_URI="nbd+unix:///hw0@bench?socket=$W/ice.sock"
 
 # The crypto ceiling: one core of OpenSSL AES-256-XTS on 4 KiB and 1 MiB buffers, in MiB/s.
+# Measured in CPU time (no -elapsed), so other load on the machine does not lower it.
 ossl_mibps() { # bytes
-  openssl speed -elapsed -seconds 2 -bytes "$1" -evp aes-256-xts 2>/dev/null |
+  openssl speed -seconds 2 -bytes "$1" -evp aes-256-xts 2>/dev/null |
     awk 'tolower($1) == "aes-256-xts" { v = $NF; sub(/k$/, "", v); printf "%d\n", v * 1000 / 1048576 }'
 }
 ossl4k=$(ossl_mibps 4096)
 ossl1m=$(ossl_mibps 1048576)
 
-out=$(timeout -k 10 600 bash "$PEER_BENCH")
+# One peer-bench run by default; with ROUNDS=N, N runs and the median of each line (on a shared
+# machine the targets run minutes apart, so one run's ratios carry the load changes in between).
+runs=()
+for r in $(seq "$ROUNDS"); do
+  runs+=("$(timeout -k 10 600 bash "$PEER_BENCH")")
+  [ "$ROUNDS" -gt 1 ] && printf '%s\n' "${runs[-1]}" | sed "s/^/round $r: /"
+done
+out=$(printf '%s\n' "${runs[@]}" | awk '
+  { k = $1 " " $2; if (!(k in n)) order[++m] = k; vals[k, ++n[k]] = $3 }
+  END {
+    for (i = 1; i <= m; i++) {
+      k = order[i]; c = n[k]
+      for (a = 1; a <= c; a++) for (b = a + 1; b <= c; b++)
+        if (vals[k, b] < vals[k, a]) { t = vals[k, a]; vals[k, a] = vals[k, b]; vals[k, b] = t }
+      print k, vals[k, int((c + 1) / 2)]
+    }
+  }')
 echo "$out"
 echo "openssl aes-256-xts_4k_1core_MiBps $ossl4k"
 echo "openssl aes-256-xts_1m_1core_MiBps $ossl1m"
