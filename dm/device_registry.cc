@@ -123,6 +123,14 @@ Result<std::shared_ptr<MappedDevice>> DeviceRegistry::FindMapped(const std::stri
   return it->second->mapped;
 }
 
+void DeviceRegistry::Shutdown() {
+  std::lock_guard g(mu_);
+  shut_down_ = true;
+  for (const auto& [name, e] : entries_) {
+    if (e->mapped) e->mapped->Shutdown();
+  }
+}
+
 std::vector<std::shared_ptr<MappedDevice>> DeviceRegistry::MappedDevices() const {
   std::vector<std::shared_ptr<MappedDevice>> out;
   std::lock_guard g(mu_);
@@ -191,6 +199,7 @@ Status DeviceRegistry::Create(const std::string& name,
   entry->device = md;
   entry->mapped = std::move(md);
   std::lock_guard g(mu_);
+  if (shut_down_) entry->mapped->Shutdown();
   entries_.emplace(name, std::move(entry));
   return Status::Ok();
 }

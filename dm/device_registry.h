@@ -94,6 +94,11 @@ class DeviceRegistry final : public DeviceLookup {
   // blk_crypto_evict_key returns nothing to its callers either).
   void EvictKeyEverywhere(const CryptoKey& key);
 
+  // The daemon is stopping: I/O held by a suspended device, now or later, fails with ESHUTDOWN
+  // instead of waiting for a resume (MappedDevice::Shutdown), so the server can finish its
+  // requests and exit. Thread-safe; irreversible.
+  void Shutdown();
+
  private:
   friend class OpenDevice;
   friend class TableLookup;
@@ -122,6 +127,7 @@ class DeviceRegistry final : public DeviceLookup {
   std::mutex verbs_mu_;    // serialises state-changing verbs (P5)
   mutable std::mutex mu_;  // guards entries_ and each entry's open_count; held only briefly
   std::map<std::string, std::unique_ptr<Entry>, std::less<>> entries_;
+  bool shut_down_ = false;  // guarded by mu_
   KeyRegistry& keys_;
   BlkCrypto& blk_;
   Clock& clock_;

@@ -36,12 +36,24 @@ size_t MappedDevice::EnterIo() {
     // D2: suspended (or suspending). Step back out so the drain can finish, then wait for resume.
     ExitIo(shard);
     queued_.fetch_add(1, std::memory_order_relaxed);
+    bool stopping;
     {
       std::unique_lock g(gate_mu_);
-      gate_cv_.wait(g, [&] { return !blocked_.load(std::memory_order_seq_cst); });
+      gate_cv_.wait(g, [&] {
+        return !blocked_.load(std::memory_order_seq_cst) ||
+               shut_down_.load(std::memory_order_seq_cst);
+      });
+      stopping = blocked_.load(std::memory_order_seq_cst);
     }
     queued_.fetch_sub(1, std::memory_order_relaxed);
+    if (stopping) return kShutDown;
   }
+}
+
+void MappedDevice::Shutdown() {
+  std::lock_guard g(gate_mu_);
+  shut_down_.store(true, std::memory_order_seq_cst);
+  gate_cv_.notify_all();
 }
 
 void MappedDevice::ExitIo(size_t shard) {
@@ -60,6 +72,10 @@ int64_t MappedDevice::InFlight() const {
 
 Status MappedDevice::Submit(const IoRequest& req) {
   const size_t shard = EnterIo();
+  if (shard == kShutDown) {
+    return Status::Error(ESHUTDOWN,
+                         "device '" + name_ + "' is suspended and the daemon is stopping");
+  }
   Table* table = live_ptr_.load(std::memory_order_acquire);
   Status s;
   if (table == nullptr) {

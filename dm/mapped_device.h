@@ -75,6 +75,10 @@ class MappedDevice final : public BlockDevice, private KeyslotOps {
   Status Resume();
 
   bool suspended() const { return suspended_.load(std::memory_order_acquire); }
+  // The daemon is stopping: from now on a request held by a suspend (now or later) fails with
+  // ESHUTDOWN (N7) instead of waiting for a resume that will never come. Requests on a device that
+  // is not suspended are served as before. Irreversible; thread-safe.
+  void Shutdown();
   // Whether new I/O is held back (from the start of a suspend until resume), and how many
   // requests wait for the resume now. For tests and metrics.
   bool dispatch_blocked() const { return blocked_.load(std::memory_order_seq_cst); }
@@ -114,6 +118,9 @@ class MappedDevice final : public BlockDevice, private KeyslotOps {
   struct alignas(64) InFlightShard {
     std::atomic<int64_t> n{0};
   };
+  // The in-flight shard the request entered, or kShutDown when it was held by a suspend and the
+  // daemon is stopping (it entered no shard then).
+  static constexpr size_t kShutDown = ~size_t{0};
   size_t EnterIo();
   void ExitIo(size_t shard);
   int64_t InFlight() const;
@@ -123,6 +130,7 @@ class MappedDevice final : public BlockDevice, private KeyslotOps {
   std::condition_variable gate_cv_;
   std::atomic<int> queued_{0};          // requests waiting in EnterIo for the gate to open
   std::atomic<bool> suspended_{false};  // written under transition_mu_
+  std::atomic<bool> shut_down_{false};
 
   // The live table for I/O: changed only under transition_mu_ while blocked with nothing in
   // flight, so a request that passed the gate uses it without further synchronisation.

@@ -152,6 +152,30 @@ TEST_F(MappedDeviceTest, D2_IoDuringSuspendIsQueuedAndCompletesAfterResume) {
   EXPECT_EQ(back, data);
 }
 
+TEST_F(MappedDeviceTest, N7_ShutdownFailsHeldIoWithEshutdownAndLeavesOtherIoAlone) {
+  MappedDevice md("md", blk_);
+  Activate(md, {"0 16 linear a 0"});
+  MappedDevice other("other", blk_);
+  Activate(other, {"0 16 linear b 0"});
+  md.Suspend();
+  const auto data = Pattern(0, 4096, 5);
+  Status held = Status::Error(EINTR, "not run");
+  std::thread writer([&] { held = md.Submit(WriteReq(0, data)); });
+  ASSERT_TRUE(Eventually([&] { return md.queued_requests() == 1; }));
+
+  md.Shutdown();
+  other.Shutdown();
+  writer.join();
+  EXPECT_EQ(held.code(), ESHUTDOWN) << held.ToString();
+  EXPECT_TRUE(a_->seen().empty());  // the held write never reached the device
+  // Later I/O on the suspended device fails at once; a device that is not suspended still serves.
+  EXPECT_EQ(md.Submit(WriteReq(0, data)).code(), ESHUTDOWN);
+  EXPECT_TRUE(other.Submit(WriteReq(0, data)).ok());
+  std::vector<uint8_t> back(4096);
+  ASSERT_TRUE(other.Submit(ReadReq(0, back)).ok());
+  EXPECT_EQ(back, data);
+}
+
 TEST_F(MappedDeviceTest, D2_ResumeOfASuspendedDeviceWithoutTableFails) {
   MappedDevice md("md", blk_);
   md.Suspend();
