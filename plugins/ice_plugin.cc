@@ -6,10 +6,13 @@
 
 #include <systemd/sd-daemon.h>
 
+#include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "block/log.h"
 #include "config/config.h"
@@ -28,6 +31,8 @@ std::unique_ptr<ice::config::Config> g_config;
 std::unique_ptr<ice::daemon::Engine> g_engine;
 std::unique_ptr<ice::daemon::ControlHandler> g_handler;
 std::unique_ptr<ice::daemon::ControlServer> g_server;
+std::thread g_shutdown_watch;
+std::atomic<bool> g_stop_watch{false};
 
 // N7: only these errno values survive on the wire; everything else would arrive as EINVAL, so
 // the plugin says EIO for failures of the device and EINVAL only for bad requests.
@@ -101,6 +106,27 @@ int ice_config_complete() {
   });
 }
 
+// On SIGTERM nbdkit waits for every request in a callback to return, but a request held by a
+// suspended device would wait for a resume that never comes (the control server is still up, but
+// nobody is expected to send it). nbdkit tells plugins it is stopping only by ending
+// nbdkit_nanosleep early with ESHUTDOWN (logging "aborting sleep because of server shut down"), so
+// this thread sleeps in it; then held and later requests fail with ESHUTDOWN (N7).
+void WatchForShutdown() {
+  while (!g_stop_watch.load(std::memory_order_relaxed)) {
+    if (nbdkit_nanosleep(1, 0) == 0) continue;
+    if (errno != ESHUTDOWN) {  // a failed poll: nbdkit logged it; keep watching
+      std::this_thread::sleep_for(std::chrono::seconds(1));
+      continue;
+    }
+    try {
+      spdlog::info("stopping: requests held by suspended devices fail with ESHUTDOWN");
+      g_engine->devices().Shutdown();
+    } catch (...) {
+    }
+    return;
+  }
+}
+
 // Keys live in memory locked by this process: nbdkit may fork before this, and locks do not
 // survive a fork, so the engine is built here and not earlier.
 int ice_after_fork() {
@@ -122,6 +148,7 @@ int ice_after_fork() {
       return -1;
     }
     g_server = std::move(*server);
+    g_shutdown_watch = std::thread(WatchForShutdown);
     spdlog::info("ready: {} hardware device(s), {} key(s), control socket {}",
                  g_engine->hardware().size(), g_engine->keys().List().size(), opts.socket_path);
     sd_notify(0, "READY=1\nSTATUS=serving");
@@ -131,6 +158,8 @@ int ice_after_fork() {
 
 void ice_cleanup() {
   try {
+    g_stop_watch.store(true, std::memory_order_relaxed);
+    if (g_shutdown_watch.joinable()) g_shutdown_watch.join();
     g_server.reset();
     g_handler.reset();
     g_engine.reset();  // keys are zeroed as they are dropped
