@@ -55,7 +55,6 @@ try:
 
     # nbdkit stops once every request has returned and its clients have gone: send SIGTERM, let
     # the held read come back, then close both connections as a client would.
-    start = time.time()
     d.proc.send_signal(signal.SIGTERM)
     reader.join(20)
     for h in (free, held):
@@ -65,9 +64,7 @@ try:
         rc = d.proc.wait(20)
     except subprocess.TimeoutExpired:
         rc = "still running after 20 s"
-    took = time.time() - start
     c.check("SIGTERM stops nbdkit by itself with status 0", rc == 0, "exit %s" % rc)
-    c.check("... within 10 s", took < 10, "%.1f s" % took)
     c.check("the held read failed with ESHUTDOWN", outcome.get("result") == errno.ESHUTDOWN,
             "got %r" % outcome.get("result"))
     c.check("the log says why", "ESHUTDOWN" in d.log(), d.log()[-1500:])
