@@ -8,7 +8,6 @@ import errno
 import signal
 import subprocess
 import threading
-import time
 
 import nbd
 from ice_harness import Checks, Daemon, connect
