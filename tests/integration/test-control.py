@@ -11,7 +11,8 @@ import threading
 import time
 
 import nbd
-from ice_harness import ICECTL, Checks, Daemon, connect, recv_line, write_key
+from ice_harness import ICECTL, Checks, Daemon, connect, device_toml, hardware_toml, key_toml, \
+    recv_line, toml, write_key
 
 MiB = 1 << 20
 DU = 4096
@@ -22,57 +23,16 @@ CONFIG = """
 control_socket = "{dir}/control.sock"
 log_level = "debug"
 allowed_uids = [%d]
-
-[[hardware]]
-name = "hw0"
-backing = "memory"
-size = "16M"
-keyslots = 2
-  [[hardware.capability]]
-  mode = "aes-256-xts"
-  data_unit_sizes = [4096]
-  max_dun_bytes = 8
-
-[[hardware]]
-name = "hw1"
-backing = "memory"
-size = "16M"
-keyslots = 2
-  [[hardware.capability]]
-  mode = "aes-256-xts"
-  data_unit_sizes = [4096]
-  max_dun_bytes = 8
-
-[[key]]
-name = "k1"
-mode = "aes-256-xts"
-data_unit_size = 4096
-key_file = "{dir}/k1.key"
-generate = true
-
-[[key]]
-name = "k64k"
-mode = "aes-256-xts"
-data_unit_size = 65536
-key_file = "{dir}/k64k.key"
-generate = true
-
-[[device]]
-name = "mp"
-table = ["0 16384 linear hw0 0"]
-
-[[device]]
-name = "dk"
-table = ["0 8192 default-key aes-xts-plain64 :64:logon:k1 0 hw0 16384 2 sector_size:4096 iv_large_sectors"]
-
-[[device]]
-name = "err"
-table = ["0 2048 linear hw1 0", "2048 2048 error"]
-
-[[device]]
-name = "tiny"
-table = ["0 8 zero"]
-""" % ALLOWED
+""" % ALLOWED + toml(
+    hardware_toml("hw0", "16M"),
+    hardware_toml("hw1", "16M"),
+    key_toml("k1", generate=True),
+    key_toml("k64k", data_unit_size=65536, generate=True),
+    device_toml("mp", "0 16384 linear hw0 0"),
+    device_toml("dk", "0 8192 default-key aes-xts-plain64 :64:logon:k1 0 hw0 16384 2 "
+                "sector_size:4096 iv_large_sectors"),
+    device_toml("err", "0 2048 linear hw1 0", "2048 2048 error"),
+    device_toml("tiny", "0 8 zero"))
 
 
 class Worker(threading.Thread):

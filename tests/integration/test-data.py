@@ -8,73 +8,25 @@ import random
 import signal
 import subprocess
 import threading
-import time
 
 import nbd
-from ice_harness import Checks, Daemon, connect, write_key, xts_decrypt, xts_encrypt
+from ice_harness import Checks, Daemon, connect, device_toml, hardware_toml, key_toml, toml, \
+    write_key, xts_decrypt, xts_encrypt
 
 MiB = 1 << 20
 DU = 4096
-CONFIG = """
-[[hardware]]
-name = "hwf"
-backing = "file:{dir}/hwf.img"
-size = "8M"
-keyslots = 2
-  [[hardware.capability]]
-  mode = "aes-256-xts"
-  data_unit_sizes = [512, 4096]
-  max_dun_bytes = 8
-
-[[hardware]]
-name = "hwa"
-backing = "file:{dir}/hwa.img"
-size = "4M"
-keyslots = 1
-  [[hardware.capability]]
-  mode = "aes-256-xts"
-  data_unit_sizes = [4096]
-  max_dun_bytes = 8
-
-[[hardware]]
-name = "hwb"
-backing = "file:{dir}/hwb.img"
-size = "4M"
-keyslots = 1
-  [[hardware.capability]]
-  mode = "aes-256-xts"
-  data_unit_sizes = [4096]
-  max_dun_bytes = 8
-
-[[hardware]]
-name = "plainf"
-backing = "file:{dir}/plainf.img"
-size = "4M"
-
-[[key]]
-name = "k1"
-mode = "aes-256-xts"
-data_unit_size = 4096
-key_file = "{dir}/k1.key"
-
-[[key]]
-name = "k512"
-mode = "aes-256-xts"
-data_unit_size = 512
-key_file = "{dir}/k512.key"
-
-[[device]]
-name = "lin"
-table = ["0 8192 linear hwa 0", "8192 8192 linear hwb 0"]
-
-[[device]]
-name = "dkd"
-table = ["0 8192 default-key aes-xts-plain64 :64:logon:k1 0 hwb 0 3 allow_discards sector_size:4096 iv_large_sectors"]
-
-[[device]]
-name = "dkn"
-table = ["0 8192 default-key aes-xts-plain64 :64:logon:k1 0 hwa 0 2 sector_size:4096 iv_large_sectors"]
-"""
+CONFIG = toml(
+    hardware_toml("hwf", "8M", backing="file:{dir}/hwf.img", data_unit_sizes=(512, 4096)),
+    hardware_toml("hwa", "4M", keyslots=1, backing="file:{dir}/hwa.img"),
+    hardware_toml("hwb", "4M", keyslots=1, backing="file:{dir}/hwb.img"),
+    hardware_toml("plainf", "4M", keyslots=None, backing="file:{dir}/plainf.img"),
+    key_toml("k1"),
+    key_toml("k512", data_unit_size=512),
+    device_toml("lin", "0 8192 linear hwa 0", "8192 8192 linear hwb 0"),
+    device_toml("dkd", "0 8192 default-key aes-xts-plain64 :64:logon:k1 0 hwb 0 3 allow_discards "
+                "sector_size:4096 iv_large_sectors"),
+    device_toml("dkn", "0 8192 default-key aes-xts-plain64 :64:logon:k1 0 hwa 0 2 "
+                "sector_size:4096 iv_large_sectors"))
 
 rng = random.Random(20240605)
 K1 = bytes(rng.randrange(256) for _ in range(64))

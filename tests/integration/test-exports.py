@@ -1,44 +1,15 @@
 """N1, N2: the export list, default export, keyed exports and refusals at negotiation."""
-import os
 import subprocess
 
 import nbd
-from ice_harness import Checks, Daemon, connect, write_key
+from ice_harness import Checks, Daemon, connect, device_toml, hardware_toml, key_toml, toml
 
-CONFIG = """
-[[hardware]]
-name = "hw0"
-backing = "memory"
-size = "16M"
-keyslots = 2
-  [[hardware.capability]]
-  mode = "aes-256-xts"
-  data_unit_sizes = [4096]
-  max_dun_bytes = 8
-
-[[hardware]]
-name = "plain"
-backing = "memory"
-size = "8M"
-
-[[key]]
-name = "k1"
-mode = "aes-256-xts"
-data_unit_size = 4096
-key_file = "{dir}/k1.key"
-generate = true
-
-[[key]]
-name = "essiv"
-mode = "aes-128-cbc-essiv"
-data_unit_size = 4096
-key_file = "{dir}/essiv.key"
-generate = true
-
-[[device]]
-name = "lin0"
-table = ["0 16384 linear hw0 0", "16384 16384 linear plain 0"]
-"""
+CONFIG = toml(
+    hardware_toml("hw0", "16M"),
+    hardware_toml("plain", "8M", keyslots=None),
+    key_toml("k1", generate=True),
+    key_toml("essiv", mode="aes-128-cbc-essiv", generate=True),
+    device_toml("lin0", "0 16384 linear hw0 0", "16384 16384 linear plain 0"))
 
 c = Checks("exports")
 with Daemon(CONFIG) as d:

@@ -10,22 +10,12 @@ import subprocess
 import threading
 
 import nbd
-from ice_harness import Checks, Daemon, connect
+from ice_harness import Checks, Daemon, connect, device_toml, hardware_toml, toml
 
-CONFIG = """
-[[hardware]]
-name = "hw0"
-backing = "memory"
-size = "4M"
-
-[[device]]
-name = "held"
-table = ["0 4096 linear hw0 0"]
-
-[[device]]
-name = "free"
-table = ["0 4096 linear hw0 4096"]
-"""
+CONFIG = toml(
+    hardware_toml("hw0", "4M", keyslots=None),
+    device_toml("held", "0 4096 linear hw0 0"),
+    device_toml("free", "0 4096 linear hw0 4096"))
 
 c = Checks("shutdown")
 d = Daemon(CONFIG)

@@ -210,3 +210,39 @@ class Checks:
     def exit(self):
         print("%s: %d passed, %d failed" % (self.name, self.passed, self.failed), flush=True)
         raise SystemExit(0 if self.failed == 0 and self.passed > 0 else 1)
+
+
+# --- config text -------------------------------------------------------------------------------
+# The sections tests write again and again, as they would be written by hand. Each builder returns
+# one section ending in a newline; toml() joins sections with blank lines.
+
+
+def hardware_toml(name, size, keyslots=2, backing="memory", data_unit_sizes=(4096,),
+                  modes=("aes-256-xts",), max_dun_bytes=8):
+    """A [[hardware]] section with one capability per mode; keyslots=None: no inline encryption."""
+    text = '[[hardware]]\nname = "%s"\nbacking = "%s"\nsize = "%s"\n' % (name, backing, size)
+    if keyslots is None:
+        return text
+    text += "keyslots = %d\n" % keyslots
+    for mode in modes:
+        text += ('  [[hardware.capability]]\n  mode = "%s"\n  data_unit_sizes = [%s]\n'
+                 '  max_dun_bytes = %d\n' % (mode, ", ".join(str(n) for n in data_unit_sizes),
+                                              max_dun_bytes))
+    return text
+
+
+def key_toml(name, mode="aes-256-xts", data_unit_size=4096, generate=False, key_file=None):
+    """A [[key]] section; the key file is {dir}/NAME.key unless given."""
+    text = '[[key]]\nname = "%s"\nmode = "%s"\ndata_unit_size = %d\nkey_file = "%s"\n' % (
+        name, mode, data_unit_size, key_file or "{dir}/%s.key" % name)
+    return text + ("generate = true\n" if generate else "")
+
+
+def device_toml(name, *table):
+    """A [[device]] section whose table has the given lines."""
+    return '[[device]]\nname = "%s"\ntable = [%s]\n' % (name, ", ".join('"%s"' % t for t in table))
+
+
+def toml(*sections):
+    """Config text: the sections, a blank line between them."""
+    return "\n" + "\n".join(sections)
