@@ -17,6 +17,7 @@ import random
 from e2e import SEED, SOAK, Attachment, FileSet, Mount, Report, close_all, daemon, file_content, \
     flush_bdev, fsck, fsync_dir, guarded, hw_counters, mkfs, private_dir, sh, write_file, \
     write_key
+from ice_harness import device_toml, hardware_toml, key_toml, toml
 
 
 SIZE = 768 << 20
@@ -25,27 +26,7 @@ UP = "0 %d flakey hw0 0 3600 0" % N
 DROP = "0 %d flakey hw0 0 0 1 1 drop_writes" % N
 CRASH_POINTS = 10 if SOAK else 3
 
-CONFIG = """
-[[hardware]]
-name = "hw0"
-backing = "memory"
-size = "%d"
-keyslots = 2
-  [[hardware.capability]]
-  mode = "aes-256-xts"
-  data_unit_sizes = [4096]
-  max_dun_bytes = 8
-
-[[key]]
-name = "k1"
-mode = "aes-256-xts"
-data_unit_size = 4096
-key_file = "{dir}/k1.key"
-
-[[device]]
-name = "fl0"
-table = ["%s"]
-""" % (SIZE, UP)
+CONFIG = toml(hardware_toml("hw0", SIZE), key_toml("k1"), device_toml("fl0", UP))
 
 r = Report("crash-flakey")
 r.what = "ext4+xfs on flakey under fl0@k1, %d drop_writes crash points each" % CRASH_POINTS

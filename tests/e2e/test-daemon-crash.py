@@ -12,41 +12,16 @@ import subprocess
 import sys
 
 from e2e import ROOT, SEED, SOAK, Daemon, Report, guarded, write_key
+from ice_harness import device_toml, hardware_toml, key_toml, toml
 
 ROUNDS = 30 if SOAK else 6
 EXAMPLE = os.path.join(ROOT, "examples", "daemon-crash.py")
 
-CONFIG = """
-[[hardware]]
-name = "hw0"
-backing = "file:{dir}/hw0.img"
-size = "32M"
-keyslots = 2
-  [[hardware.capability]]
-  mode = "aes-256-xts"
-  data_unit_sizes = [4096]
-  max_dun_bytes = 8
-
-[[hardware]]
-name = "hw1"
-backing = "file:{dir}/hw1.img"
-size = "32M"
-keyslots = 1
-  [[hardware.capability]]
-  mode = "aes-256-xts"
-  data_unit_sizes = [4096]
-  max_dun_bytes = 8
-
-[[key]]
-name = "k1"
-mode = "aes-256-xts"
-data_unit_size = 4096
-key_file = "{dir}/k1.key"
-
-[[device]]
-name = "lin0"
-table = ["0 65536 linear hw0 0", "65536 65536 linear hw1 0"]
-"""
+CONFIG = toml(
+    hardware_toml("hw0", "32M", backing="file:{dir}/hw0.img"),
+    hardware_toml("hw1", "32M", keyslots=1, backing="file:{dir}/hw1.img"),
+    key_toml("k1"),
+    device_toml("lin0", "0 65536 linear hw0 0", "65536 65536 linear hw1 0"))
 
 r = Report("daemon-crash")
 r.what = "examples/daemon-crash.py: kill -9 under 2-connection write+flush load on lin0@k1, " \

@@ -11,6 +11,7 @@ import sys
 
 from e2e import ROOT, SOAK, Report, daemon, guarded, write_key
 import ice_harness
+from ice_harness import device_toml, hardware_toml, key_toml, toml
 
 EX = os.path.join(ROOT, "examples")
 
@@ -19,52 +20,17 @@ def mib(n):
     return n * 2048  # sectors
 
 
-CONFIG = """
-[[hardware]]
-name = "hw0"
-backing = "memory"
-size = "1G"
-keyslots = 2
-  [[hardware.capability]]
-  mode = "aes-256-xts"
-  data_unit_sizes = [4096]
-  max_dun_bytes = 8
-
-[[hardware]]
-name = "hw1"
-backing = "memory"
-size = "1G"
-keyslots = 2
-  [[hardware.capability]]
-  mode = "aes-256-xts"
-  data_unit_sizes = [4096]
-  max_dun_bytes = 8
-""" + "".join("""
-[[key]]
-name = "%s"
-mode = "aes-256-xts"
-data_unit_size = 4096
-key_file = "{dir}/%s.key"
-""" % (k, k) for k in ("k1", "k2", "k3")) + """
-[[device]]
-name = "fl0"
-table = ["0 %d flakey hw0 0 3600 0"]
-
-[[device]]
-name = "lin1"
-table = ["0 %d linear hw0 %d", "%d %d linear hw1 0"]
-
-[[device]]
-name = "lin2"
-table = ["0 %d linear hw1 %d", "%d %d linear hw0 %d"]
-
-[[device]]
-name = "lin3"
-table = ["0 %d linear hw0 %d", "%d %d linear hw1 %d"]
-""" % (mib(384),
-       mib(64), mib(384), mib(64), mib(64),
-       mib(64), mib(64), mib(64), mib(64), mib(448),
-       mib(64), mib(512), mib(64), mib(64), mib(128))
+CONFIG = toml(
+    hardware_toml("hw0", "1G"),
+    hardware_toml("hw1", "1G"),
+    *(key_toml(k) for k in ("k1", "k2", "k3")),
+    device_toml("fl0", "0 %d flakey hw0 0 3600 0" % mib(384)),
+    device_toml("lin1", "0 %d linear hw0 %d" % (mib(64), mib(384)),
+                "%d %d linear hw1 0" % (mib(64), mib(64))),
+    device_toml("lin2", "0 %d linear hw1 %d" % (mib(64), mib(64)),
+                "%d %d linear hw0 %d" % (mib(64), mib(64), mib(448))),
+    device_toml("lin3", "0 %d linear hw0 %d" % (mib(64), mib(512)),
+                "%d %d linear hw1 %d" % (mib(64), mib(64), mib(128))))
 
 r = Report("examples")
 r.what = "examples/crash-consistency.sh (ext4, xfs), keyslot-thrash.sh, hw-reset-under-fio.sh"

@@ -21,6 +21,7 @@ import threading
 
 from e2e import SEED, SOAK, Attachment, FileSet, Mount, Report, close_all, connect, daemon, \
     extents, fsck, guarded, hw_counters, mkfs, private_dir, write_key, xts_encrypt
+from ice_harness import device_toml, hardware_toml, key_toml, toml
 
 MiB = 1 << 20
 PART = 192 * MiB  # each linear device: PART of one controller then PART of the other
@@ -28,53 +29,18 @@ PS = PART // 512
 
 KEYS = ("k1", "k2", "k3", "kd", "ke")
 
-CONFIG = """
-[[hardware]]
-name = "hw0"
-backing = "file:{dir}/hw0.img"
-size = "1G"
-keyslots = 2
-  [[hardware.capability]]
-  mode = "aes-256-xts"
-  data_unit_sizes = [4096]
-  max_dun_bytes = 8
-
-[[hardware]]
-name = "hw1"
-backing = "memory"
-size = "1G"
-keyslots = 2
-  [[hardware.capability]]
-  mode = "aes-256-xts"
-  data_unit_sizes = [4096]
-  max_dun_bytes = 8
-""" + "".join("""
-[[key]]
-name = "%s"
-mode = "aes-256-xts"
-data_unit_size = 4096
-key_file = "{dir}/%s.key"
-""" % (k, k) for k in KEYS) + """
-[[device]]
-name = "lin1"
-table = ["0 %(ps)d linear hw0 0", "%(ps)d %(ps)d linear hw1 0"]
-
-[[device]]
-name = "lin2"
-table = ["0 %(ps)d linear hw1 %(ps)d", "%(ps)d %(ps)d linear hw0 %(ps)d"]
-
-[[device]]
-name = "lin3"
-table = ["0 %(ps)d linear hw0 %(ps2)d", "%(ps)d %(ps)d linear hw1 %(ps2)d"]
-
-[[device]]
-name = "dk0"
-table = ["0 %(ps2)d default-key aes-xts-plain64 :64:logon:kd 0 hw1 %(ps3)d 2 sector_size:4096 iv_large_sectors"]
-
-[[device]]
-name = "dk1"
-table = ["0 %(ps2)d default-key aes-xts-plain64 :64:logon:ke 0 hw0 %(ps3)d 2 sector_size:4096 iv_large_sectors"]
-""" % {"ps": PS, "ps2": 2 * PS, "ps3": 3 * PS}
+CONFIG = toml(
+    hardware_toml("hw0", "1G", backing="file:{dir}/hw0.img"),
+    hardware_toml("hw1", "1G"),
+    *(key_toml(k) for k in KEYS),
+    device_toml("lin1", "0 %(ps)d linear hw0 0", "%(ps)d %(ps)d linear hw1 0"),
+    device_toml("lin2", "0 %(ps)d linear hw1 %(ps)d", "%(ps)d %(ps)d linear hw0 %(ps)d"),
+    device_toml("lin3", "0 %(ps)d linear hw0 %(ps2)d", "%(ps)d %(ps)d linear hw1 %(ps2)d"),
+    device_toml("dk0", "0 %(ps2)d default-key aes-xts-plain64 :64:logon:kd 0 hw1 %(ps3)d 2 "
+                "sector_size:4096 iv_large_sectors"),
+    device_toml("dk1", "0 %(ps2)d default-key aes-xts-plain64 :64:logon:ke 0 hw0 %(ps3)d 2 "
+                "sector_size:4096 iv_large_sectors"),
+) % {"ps": PS, "ps2": 2 * PS, "ps3": 3 * PS}
 
 # (export, filesystem): ext4 and xfs on keyed linear devices and on the default-key device.
 VOLUMES = [("lin1@k1", "ext4"), ("lin2@k2", "xfs"), ("lin3@k3", "xfs"), ("dk0", "ext4"),

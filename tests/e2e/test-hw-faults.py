@@ -24,41 +24,15 @@ import time
 import nbd
 from e2e import SEED, SOAK, Attachment, Report, close_all, daemon, guarded, hw_counters, \
     private_dir, sh, write_key
-from ice_harness import connect
+from ice_harness import connect, device_toml, hardware_toml, key_toml, toml
 
 FIO_SECONDS = 90 if SOAK else 20
 
-CONFIG = """
-[[hardware]]
-name = "hw0"
-backing = "memory"
-size = "256M"
-keyslots = 2
-  [[hardware.capability]]
-  mode = "aes-256-xts"
-  data_unit_sizes = [4096]
-  max_dun_bytes = 8
-
-[[hardware]]
-name = "hw1"
-backing = "memory"
-size = "256M"
-keyslots = 1
-  [[hardware.capability]]
-  mode = "aes-256-xts"
-  data_unit_sizes = [4096]
-  max_dun_bytes = 8
-""" + "".join("""
-[[key]]
-name = "%s"
-mode = "aes-256-xts"
-data_unit_size = 4096
-key_file = "{dir}/%s.key"
-""" % (k, k) for k in ("k1", "k2", "k3", "k4")) + """
-[[device]]
-name = "lin0"
-table = ["0 262144 linear hw0 0", "262144 262144 linear hw1 0"]
-"""
+CONFIG = toml(
+    hardware_toml("hw0", "256M"),
+    hardware_toml("hw1", "256M", keyslots=1),
+    *(key_toml(k) for k in ("k1", "k2", "k3", "k4")),
+    device_toml("lin0", "0 262144 linear hw0 0", "262144 262144 linear hw1 0"))
 
 r = Report("hw-faults")
 r.what = "hw reset storm under fio verify (nbd engine + loop device) on lin0@k1/k2; " \
