@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# systemd/ice.service and ice.socket pass systemd's own checks (unknown keys, a missing ExecStart
+# binary, bad values), and the service runs nbdkit in the foreground on the plugin and config
+# that systemd/README.md installs.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+pass=0 fail=0
+check() {
+  if [ "$2" = 0 ]; then pass=$((pass + 1)); echo "PASS systemd-units: $1"
+  else fail=$((fail + 1)); echo "FAIL systemd-units: $1${3:+ — $3}"; fi
+}
+out=$(systemd-analyze verify systemd/ice.service systemd/ice.socket 2>&1)
+rc=$?
+[ $rc = 0 ] && [ -z "$out" ]; check "systemd-analyze verify is clean" $? "$out"
+exec_line=$(sed -n 's/^ExecStart=//p' systemd/ice.service)
+set -- $exec_line
+[ "$1" = "$(command -v nbdkit)" ]; check "ExecStart runs this system's nbdkit ($1)" $?
+[[ " $exec_line " == *" -f "* ]]; check "nbdkit stays in the foreground (-f) for Type=notify" $?
+grep -q "^Type=notify" systemd/ice.service; check "readiness by sd_notify (Type=notify)" $?
+grep -q "^ListenStream=" systemd/ice.socket; check "ice.socket listens on a stream socket" $?
+for f in $exec_line; do
+  case $f in
+    *.so) grep -q "$f" systemd/README.md; check "README installs the plugin at $f" $? ;;
+    config=*) grep -q "${f#config=}" systemd/README.md; check "README installs the config at ${f#config=}" $? ;;
+  esac
+done
+echo "systemd-units: $pass passed, $fail failed"
+[ $fail = 0 ]
