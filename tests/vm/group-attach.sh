@@ -15,54 +15,11 @@
 set -u
 . tests/vm/lib.sh
 
-vm_start '
-[[hardware]]
-name = "hw0"
-backing = "memory"
-size = "320M"
-keyslots = 1
-  [[hardware.capability]]
-  mode = "aes-256-xts"
-  data_unit_sizes = [4096]
-  max_dun_bytes = 8
-
-[[hardware]]
-name = "hw1"
-backing = "memory"
-size = "768M"
-keyslots = 2
-  [[hardware.capability]]
-  mode = "aes-256-xts"
-  data_unit_sizes = [4096]
-  max_dun_bytes = 8
-
-[[key]]
-name = "k1"
-mode = "aes-256-xts"
-data_unit_size = 4096
-key_file = "{dir}/k1.key"
-generate = true
-
-[[key]]
-name = "k2"
-mode = "aes-256-xts"
-data_unit_size = 4096
-key_file = "{dir}/k2.key"
-generate = true
-
-[[key]]
-name = "k3"
-mode = "aes-256-xts"
-data_unit_size = 4096
-key_file = "{dir}/k3.key"
-generate = true
-
-[[key]]
-name = "dk"
-mode = "aes-256-xts"
-data_unit_size = 4096
-key_file = "{dir}/dk.key"
-generate = true
+vm_start "$(
+  hw_toml hw0 320M 1
+  hw_toml hw1 768M 2
+  for k in k1 k2 k3 dk; do key_toml "$k"; done
+)"'
 
 # 256 MiB of hw0 then 64 MiB of hw1: the filesystem crosses from one controller to the other.
 [[device]]

@@ -61,61 +61,42 @@ DK512_START=2048 DK512_IV=1001 # an odd IV offset: legal in 512-byte sectors
 DK4K_START=16384 DK4K_IV=80000 # a multiple of 8: DUNs start at 10000
 HW2=32768
 
-cat >"$W/ice.toml" <<EOF
-[daemon]
-control_socket = "$W/ctl.sock"
-log_level = "warn"
+# hardware NAME SECTORS: a file-backed controller, 2 keyslots, 512- and 4096-byte data units.
+hardware() {
+  cat <<EOF
 
 [[hardware]]
-name = "hw0"
-backing = "file:$W/hw0.img"
-size = "$((HALF * 512))"
+name = "$1"
+backing = "file:$W/$1.img"
+size = "$(($2 * 512))"
 keyslots = 2
   [[hardware.capability]]
   mode = "aes-256-xts"
   data_unit_sizes = [512, 4096]
   max_dun_bytes = 8
-
-[[hardware]]
-name = "hw1"
-backing = "file:$W/hw1.img"
-size = "$((HALF * 512))"
-keyslots = 2
-  [[hardware.capability]]
-  mode = "aes-256-xts"
-  data_unit_sizes = [512, 4096]
-  max_dun_bytes = 8
-
-[[hardware]]
-name = "hw2"
-backing = "file:$W/hw2.img"
-size = "$((HW2 * 512))"
-keyslots = 2
-  [[hardware.capability]]
-  mode = "aes-256-xts"
-  data_unit_sizes = [512, 4096]
-  max_dun_bytes = 8
+EOF
+}
+# key NAME DATA_UNIT_SIZE FILE: an aes-256-xts key read from $W/FILE.key.
+key() {
+  cat <<EOF
 
 [[key]]
-name = "k4k"
+name = "$1"
 mode = "aes-256-xts"
-data_unit_size = 4096
+data_unit_size = $2
 dun_bytes = 8
-key_file = "$W/k4k.key"
-
-[[key]]
-name = "k512"
-mode = "aes-256-xts"
-data_unit_size = 512
-dun_bytes = 8
-key_file = "$W/k512.key"
-
-[[key]]
-name = "kdk4k"
-mode = "aes-256-xts"
-data_unit_size = 4096
-dun_bytes = 8
-key_file = "$W/dk4k.key"
+key_file = "$W/$3.key"
+EOF
+}
+{
+  printf '[daemon]\ncontrol_socket = "%s"\nlog_level = "warn"\n' "$W/ctl.sock"
+  hardware hw0 $HALF
+  hardware hw1 $HALF
+  hardware hw2 $HW2
+  key k4k 4096 k4k
+  key k512 512 k512
+  key kdk4k 4096 dk4k
+  cat <<EOF
 
 [[device]]
 name = "lin"
@@ -128,6 +109,7 @@ table = [
 name = "dk4k"
 table = ["0 $DK default-key aes-xts-plain64 :64:logon:kdk4k $DK4K_IV hw2 $DK4K_START 2 sector_size:4096 iv_large_sectors"]
 EOF
+} >"$W/ice.toml"
 
 nbdkit -f -U "$W/nbd.sock" --threads 8 "$ICE_BUILD/nbdkit-ice-plugin.so" config="$W/ice.toml" \
   >"$W/nbdkit.log" 2>&1 &

@@ -15,33 +15,11 @@ set -u
 
 UP_TABLE="0 262144 flakey hw1 262144 3600 0"
 DOWN_TABLE="0 262144 flakey hw1 262144 0 1 1 error_writes"
-vm_start "
-[[hardware]]
-name = \"hw0\"
-backing = \"memory\"
-size = \"128M\"
-keyslots = 2
-  [[hardware.capability]]
-  mode = \"aes-256-xts\"
-  data_unit_sizes = [4096]
-  max_dun_bytes = 8
-
-[[hardware]]
-name = \"hw1\"
-backing = \"memory\"
-size = \"256M\"
-keyslots = 2
-  [[hardware.capability]]
-  mode = \"aes-256-xts\"
-  data_unit_sizes = [4096]
-  max_dun_bytes = 8
-
-[[key]]
-name = \"k1\"
-mode = \"aes-256-xts\"
-data_unit_size = 4096
-key_file = \"{dir}/k1.key\"
-generate = true
+vm_start "$(
+  hw_toml hw0 128M 2
+  hw_toml hw1 256M 2
+  key_toml k1
+)
 
 [[device]]
 name = \"lin0\"

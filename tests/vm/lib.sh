@@ -62,6 +62,19 @@ vm_start() {
   vm_finish
 }
 
+# Config sections for vm_start's text, each after a blank line:
+#   hw_toml NAME SIZE KEYSLOTS   memory-backed controller: aes-256-xts, 4096-byte data units
+#   key_toml NAME                aes-256-xts key, 4096-byte data units, generated as {dir}/NAME.key
+hw_toml() {
+  printf '\n[[hardware]]\nname = "%s"\nbacking = "memory"\nsize = "%s"\nkeyslots = %d\n' "$1" "$2" "$3"
+  printf '  [[hardware.capability]]\n  mode = "aes-256-xts"\n  data_unit_sizes = [4096]\n'
+  printf '  max_dun_bytes = 8\n'
+}
+key_toml() {
+  printf '\n[[key]]\nname = "%s"\nmode = "aes-256-xts"\ndata_unit_size = 4096\n' "$1"
+  printf 'key_file = "{dir}/%s.key"\ngenerate = true\n' "$1"
+}
+
 # key_file PATH: 64 random bytes, mode 0600 (an aes-256-xts key).
 key_file() {
   (umask 077 && head -c 64 /dev/urandom >"$1")
