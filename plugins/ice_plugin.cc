@@ -6,13 +6,11 @@
 
 #include <systemd/sd-daemon.h>
 
-#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <memory>
 #include <string>
-#include <thread>
 
 #include "block/log.h"
 #include "config/config.h"
@@ -20,6 +18,7 @@
 #include "daemon/control_server.h"
 #include "daemon/engine.h"
 #include "daemon/logging.h"
+#include "daemon/quit_watch.h"
 
 namespace {
 
@@ -31,8 +30,7 @@ std::unique_ptr<ice::config::Config> g_config;
 std::unique_ptr<ice::daemon::Engine> g_engine;
 std::unique_ptr<ice::daemon::ControlHandler> g_handler;
 std::unique_ptr<ice::daemon::ControlServer> g_server;
-std::thread g_shutdown_watch;
-std::atomic<bool> g_stop_watch{false};
+std::unique_ptr<ice::daemon::QuitWatch> g_quit_watch;
 
 // N7: only these errno values survive on the wire; everything else would arrive as EINVAL, so
 // the plugin says EIO for failures of the device and EINVAL only for bad requests.
@@ -106,27 +104,6 @@ int ice_config_complete() {
   });
 }
 
-// On SIGTERM nbdkit waits for every request in a callback to return, but a request held by a
-// suspended device would wait for a resume that never comes (the control server is still up, but
-// nobody is expected to send it). nbdkit tells plugins it is stopping only by ending
-// nbdkit_nanosleep early with ESHUTDOWN (logging "aborting sleep because of server shut down"), so
-// this thread sleeps in it; then held and later requests fail with ESHUTDOWN (N7).
-void WatchForShutdown() {
-  while (!g_stop_watch.load(std::memory_order_relaxed)) {
-    if (nbdkit_nanosleep(1, 0) == 0) continue;
-    if (errno != ESHUTDOWN) {  // a failed poll: nbdkit logged it; keep watching
-      std::this_thread::sleep_for(std::chrono::seconds(1));
-      continue;
-    }
-    try {
-      spdlog::info("stopping: requests held by suspended devices fail with ESHUTDOWN");
-      g_engine->devices().Shutdown();
-    } catch (...) {
-    }
-    return;
-  }
-}
-
 // Keys live in memory locked by this process: nbdkit may fork before this, and locks do not
 // survive a fork, so the engine is built here and not earlier.
 int ice_after_fork() {
@@ -148,7 +125,20 @@ int ice_after_fork() {
       return -1;
     }
     g_server = std::move(*server);
-    g_shutdown_watch = std::thread(WatchForShutdown);
+    // N7: on SIGTERM nbdkit waits for every request to return, and one held by a suspended device
+    // would wait for a resume that never comes: such requests fail with ESHUTDOWN instead.
+    auto watch = ice::daemon::QuitWatch::Start([] {
+      try {
+        spdlog::info("stopping: requests held by suspended devices fail with ESHUTDOWN");
+        g_engine->devices().Shutdown();
+      } catch (...) {  // nothing may escape the watch's thread
+      }
+    });
+    if (!watch.ok()) {
+      nbdkit_error("ice: %s", watch.status().message().c_str());
+      return -1;
+    }
+    g_quit_watch = std::move(*watch);
     spdlog::info("ready: {} hardware device(s), {} key(s), control socket {}",
                  g_engine->hardware().size(), g_engine->keys().List().size(), opts.socket_path);
     sd_notify(0, "READY=1\nSTATUS=serving");
@@ -158,8 +148,7 @@ int ice_after_fork() {
 
 void ice_cleanup() {
   try {
-    g_stop_watch.store(true, std::memory_order_relaxed);
-    if (g_shutdown_watch.joinable()) g_shutdown_watch.join();
+    g_quit_watch.reset();  // before the engine its callback uses
     g_server.reset();
     g_handler.reset();
     g_engine.reset();  // keys are zeroed as they are dropped

@@ -57,6 +57,8 @@ try:
     c.check("the held read failed with ESHUTDOWN", outcome.get("result") == errno.ESHUTDOWN,
             "got %r" % outcome.get("result"))
     c.check("the log says why", "ESHUTDOWN" in d.log(), d.log()[-1500:])
+    errors = [line for line in d.log().splitlines() if "error:" in line]
+    c.check("a clean stop logs no error", not errors, "\n".join(errors))
 finally:
     d.cleanup()
 c.exit()
