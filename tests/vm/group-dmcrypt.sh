@@ -198,19 +198,27 @@ if crypt_open cx "$W/hw1.img" "$W/k4k.key" --sector-size 4096 --iv-large-sectors
 fi
 mark "lin@k4k forward"
 
+# reverse KEY: through the dm-crypt mappings c0 and c1 (then closed), fresh data into both halves
+# of lin; ice must read it through lin@KEY.
+reverse() {
+  local k=$1 name=rlin${1#k}
+  local data=$W/$name.bin
+  gen "$name" $((2 * HALF * 512)) >"$data"
+  slice "$data" 0 $HALF | dd of=/dev/mapper/c0 bs=1M oflag=direct conv=fsync status=none
+  slice "$data" $HALF $HALF | dd of=/dev/mapper/c1 bs=1M oflag=direct conv=fsync status=none
+  crypt_close c1
+  crypt_close c0
+  if ! nbdcopy "$(uri "lin@$k")" "$W/out.bin" 2>"$W/err"; then
+    fail "read lin@$k: $(cat "$W/err")"
+  elif ! cmp -s "$W/out.bin" "$data"; then
+    fail "lin@$k: ice reads other data than dm-crypt wrote ($(cmp "$W/out.bin" "$data" 2>&1))"
+  else
+    pass "lin@$k: ice reads across both halves what dm-crypt wrote to each"
+  fi
+}
+
 # Reverse: dm-crypt writes both halves; ice reads lin@k4k.
-gen rlin4k $((2 * HALF * 512)) >"$W/rlin4k.bin"
-slice "$W/rlin4k.bin" 0 $HALF | dd of=/dev/mapper/c0 bs=1M oflag=direct conv=fsync status=none
-slice "$W/rlin4k.bin" $HALF $HALF | dd of=/dev/mapper/c1 bs=1M oflag=direct conv=fsync status=none
-crypt_close c1
-crypt_close c0
-if ! nbdcopy "$(uri lin@k4k)" "$W/out.bin" 2>"$W/err"; then
-  fail "read lin@k4k: $(cat "$W/err")"
-elif ! cmp -s "$W/out.bin" "$W/rlin4k.bin"; then
-  fail "lin@k4k: ice reads other data than dm-crypt wrote ($(cmp "$W/out.bin" "$W/rlin4k.bin" 2>&1))"
-else
-  pass "lin@k4k: ice reads across both halves what dm-crypt wrote to each"
-fi
+reverse k4k
 mark "lin@k4k reverse"
 
 # lin with the 512-byte key: dm-crypt's default layout (512-byte sectors, IV = sector).
@@ -221,18 +229,7 @@ crypt_open c0 "$W/hw0.img" "$W/k512.key" --sector-size 512 &&
   forward "lin@k512, first half (hw0, --sector-size 512)" c0 "$W/lin512.bin" 0 $HALF "$W/hw0.img" 0
 crypt_open c1 "$W/hw1.img" "$W/k512.key" --sector-size 512 --skip $HALF &&
   forward "lin@k512, second half (hw1, --skip $HALF)" c1 "$W/lin512.bin" $HALF $HALF "$W/hw1.img" 0
-gen rlin512 $((2 * HALF * 512)) >"$W/rlin512.bin"
-slice "$W/rlin512.bin" 0 $HALF | dd of=/dev/mapper/c0 bs=1M oflag=direct conv=fsync status=none
-slice "$W/rlin512.bin" $HALF $HALF | dd of=/dev/mapper/c1 bs=1M oflag=direct conv=fsync status=none
-crypt_close c1
-crypt_close c0
-if ! nbdcopy "$(uri lin@k512)" "$W/out.bin" 2>"$W/err"; then
-  fail "read lin@k512: $(cat "$W/err")"
-elif ! cmp -s "$W/out.bin" "$W/rlin512.bin"; then
-  fail "lin@k512: ice reads other data than dm-crypt wrote ($(cmp "$W/out.bin" "$W/rlin512.bin" 2>&1))"
-else
-  pass "lin@k512: ice reads across both halves what dm-crypt wrote to each"
-fi
+reverse k512
 mark "lin@k512"
 
 # default-key, 512-byte sectors, iv_offset $DK512_IV: --skip is dm-crypt's iv_offset, --offset
