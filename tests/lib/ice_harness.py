@@ -160,26 +160,25 @@ def connect(daemon, export="", **opts):
     return h
 
 
+def _xts(key, data_unit_size, first_dun, data, decrypt):
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+    out = bytearray()
+    for i in range(0, len(data), data_unit_size):
+        tweak = (first_dun + i // data_unit_size).to_bytes(16, "little")
+        cipher = Cipher(algorithms.AES(key), modes.XTS(tweak))
+        ctx = cipher.decryptor() if decrypt else cipher.encryptor()
+        out += ctx.update(data[i:i + data_unit_size]) + ctx.finalize()
+    return bytes(out)
+
+
 def xts_encrypt(key, data_unit_size, first_dun, plaintext):
     """Independent AES-256-XTS reference (python3-cryptography): IV = DUN little-endian, one data
     unit at a time: the dm-crypt aes-xts-plain64 --iv-large-sectors layout."""
-    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-    out = bytearray()
-    for i in range(0, len(plaintext), data_unit_size):
-        tweak = (first_dun + i // data_unit_size).to_bytes(16, "little")
-        enc = Cipher(algorithms.AES(key), modes.XTS(tweak)).encryptor()
-        out += enc.update(plaintext[i:i + data_unit_size]) + enc.finalize()
-    return bytes(out)
+    return _xts(key, data_unit_size, first_dun, plaintext, decrypt=False)
 
 
 def xts_decrypt(key, data_unit_size, first_dun, ciphertext):
-    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-    out = bytearray()
-    for i in range(0, len(ciphertext), data_unit_size):
-        tweak = (first_dun + i // data_unit_size).to_bytes(16, "little")
-        dec = Cipher(algorithms.AES(key), modes.XTS(tweak)).decryptor()
-        out += dec.update(ciphertext[i:i + data_unit_size]) + dec.finalize()
-    return bytes(out)
+    return _xts(key, data_unit_size, first_dun, ciphertext, decrypt=True)
 
 
 class Checks:
