@@ -21,6 +21,7 @@
 #include "dm/target.h"
 #include "keyslot/crypto_key.h"
 #include "keyslot/crypto_profile.h"
+#include "tests/unit/dm/map_lookup.h"
 
 namespace ice::dm::testing {
 
@@ -115,22 +116,6 @@ class TestDevice final : public BlockDevice, private KeyslotOps {
   bool fail_evictions_ = false;
   bool discard_ = true;
   std::unique_ptr<CryptoProfile> profile_;  // declared last: destroyed first
-};
-
-// Names -> devices, for tables built without a registry.
-class MapLookup final : public DeviceLookup {
- public:
-  void Add(const std::string& name, std::shared_ptr<BlockDevice> dev) { devices_[name] = dev; }
-  Result<DeviceRef> Find(std::string_view name) override {
-    auto it = devices_.find(std::string(name));
-    if (it == devices_.end()) {
-      return Status::Error(ENXIO, "no device named '" + std::string(name) + "'");
-    }
-    return DeviceRef{it->first, it->second};
-  }
-
- private:
-  std::map<std::string, std::shared_ptr<BlockDevice>> devices_;
 };
 
 inline CryptoCapabilities Caps(std::initializer_list<std::pair<CryptoMode, uint32_t>> pairs,

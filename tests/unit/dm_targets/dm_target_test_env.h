@@ -21,6 +21,7 @@
 #include "keyslot/crypto_key.h"
 #include "keyslot/crypto_profile.h"
 #include "keyslot/key_registry.h"
+#include "tests/unit/dm/map_lookup.h"
 
 namespace ice::dm::testing {
 
@@ -98,25 +99,12 @@ class RecordingDevice final : public BlockDevice {
   bool fail_ = false;
 };
 
-class FakeDevices final : public DeviceLookup {
- public:
-  void Add(const std::string& name, std::shared_ptr<BlockDevice> dev) { devs_[name] = dev; }
-  Result<DeviceRef> Find(std::string_view name) override {
-    auto it = devs_.find(std::string(name));
-    if (it == devs_.end()) return Status::Error(ENXIO, "no device '" + std::string(name) + "'");
-    return DeviceRef{it->first, it->second};
-  }
-
- private:
-  std::map<std::string, std::shared_ptr<BlockDevice>> devs_;
-};
-
 // Everything a target constructor needs, with a manual clock.
 struct TestEnv {
   ManualClock clock;
   KeyRegistry keys;
   BlkCrypto blk;
-  FakeDevices devices;
+  MapLookup devices;
   TargetEnv env{&devices, &keys, &blk, &clock};
 
   std::shared_ptr<RecordingDevice> AddDevice(const std::string& name, uint64_t size_bytes,
