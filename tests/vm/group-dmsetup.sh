@@ -41,6 +41,8 @@ cleanup() {
   rm -rf "$W"
 }
 trap cleanup EXIT
+# shellcheck source=tests/vm/daemon.sh
+. "$(dirname "$0")/daemon.sh"
 start=$(date +%s)
 
 # --- the kernel's side: loop devices over sparse files ------------------------------------------
@@ -62,14 +64,8 @@ done
       "$i" $((SECTORS * 512))
   done
 } >"$W/ice.toml"
-nbdkit -f -U "$W/nbd.sock" --threads 8 "$ICE_BUILD/nbdkit-ice-plugin.so" config="$W/ice.toml" \
-  >"$W/nbdkit.log" 2>&1 &
-nbdkit_pid=$!
-for ((t = 0; t < 1200; t++)); do
-  [ -S "$W/ctl.sock" ] && [ -S "$W/nbd.sock" ] && break
-  kill -0 "$nbdkit_pid" 2>/dev/null || break
-  sleep 0.05
-done
+start_ice "$W" "$W/ctl.sock" 8
+nbdkit_pid=$ICE_PID
 if ! [ -S "$W/ctl.sock" ]; then
   fail "daemon start: $(tail -n 5 "$W/nbdkit.log")"
   exit 1

@@ -17,7 +17,8 @@ VM_PASSES=0
 VM_DIR=""
 VM_PID=""
 ICECTL=$ICE_BUILD/icectl
-PLUGIN=$ICE_BUILD/nbdkit-ice-plugin.so
+# shellcheck source=tests/vm/daemon.sh
+. "$(dirname "${BASH_SOURCE[0]}")/daemon.sh"
 
 pass() {
   VM_PASSES=$((VM_PASSES + 1))
@@ -45,20 +46,15 @@ vm_start() {
     printf '[daemon]\ncontrol_socket = "%s"\nlog_level = "info"\n' "$VM_DIR/control.sock"
     printf '%s\n' "${1//\{dir\}/$VM_DIR}"
   } >"$VM_DIR/ice.toml"
-  nbdkit -f -U "$VM_DIR/nbd.sock" --threads 16 "$PLUGIN" config="$VM_DIR/ice.toml" \
-    >"$VM_DIR/nbdkit.log" 2>&1 &
-  VM_PID=$!
-  local _
-  for _ in $(seq 600); do
-    if ! kill -0 "$VM_PID" 2>/dev/null; then
-      fail "daemon starts" "nbdkit exited: $(tail -n 5 "$VM_DIR/nbdkit.log" | tr '\n' ' ')"
-      VM_PID=""
-      vm_finish
-    fi
-    [ -S "$VM_DIR/nbd.sock" ] && [ -S "$VM_DIR/control.sock" ] && return 0
-    sleep 0.1
-  done
-  fail "daemon starts" "no sockets after 60 s: $(tail -n 5 "$VM_DIR/nbdkit.log" | tr '\n' ' ')"
+  start_ice "$VM_DIR" "$VM_DIR/control.sock" 16
+  local started=$?
+  VM_PID=$ICE_PID
+  [ $started = 0 ] && return 0
+  if kill -0 "$VM_PID" 2>/dev/null; then
+    fail "daemon starts" "no sockets after 60 s: $(tail -n 5 "$VM_DIR/nbdkit.log" | tr '\n' ' ')"
+  else
+    fail "daemon starts" "nbdkit exited: $(tail -n 5 "$VM_DIR/nbdkit.log" | tr '\n' ' ')"
+  fi
   vm_finish
 }
 
