@@ -21,6 +21,22 @@ uint8_t* UnitBuffer(uint32_t unit) {
   return buf.data();
 }
 
+// Walks [offset, offset + length) in order as runs of whole units and pieces of a single unit:
+// fn(pos, n, whole) for each, stopping at the first error.
+template <typename Fn>
+Status ForEachPiece(uint64_t offset, uint64_t length, uint64_t unit, Fn&& fn) {
+  const uint64_t stop = offset + length;
+  for (uint64_t pos = offset; pos < stop;) {
+    const uint64_t unit_start = AlignDown(pos, unit);
+    const bool whole = pos == unit_start && stop - pos >= unit;
+    const uint64_t n =
+        whole ? AlignDown(stop - pos, unit) : std::min(stop, unit_start + unit) - pos;
+    ICE_RETURN_IF_ERROR(fn(pos, n, whole));
+    pos += n;
+  }
+  return Status::Ok();
+}
+
 // Records one export operation's outcome and latency.
 class Timed {
  public:
@@ -83,27 +99,20 @@ Status Export::Read(uint8_t* buf, uint64_t length, uint64_t offset) {
 Status Export::ReadUnaligned(uint8_t* buf, uint64_t length, uint64_t offset) {
   const uint64_t begin = AlignDown(offset, unit_), end = AlignUp(offset + length, unit_);
   RangeLock::Guard g(*rmw_lock_, begin, end, RangeLock::Mode::kShared);
-  uint64_t pos = offset;
-  const uint64_t stop = offset + length;
-  while (pos < stop) {
-    const uint64_t unit_start = AlignDown(pos, unit_);
-    if (pos == unit_start && stop - pos >= unit_) {
-      const uint64_t whole = AlignDown(stop - pos, unit_);
-      IoRequest r = Request(IoOp::kRead, pos, whole);
+  return ForEachPiece(offset, length, unit_, [&](uint64_t pos, uint64_t n, bool whole) {
+    if (whole) {
+      IoRequest r = Request(IoOp::kRead, pos, n);
       r.read_buf = buf + (pos - offset);
-      ICE_RETURN_IF_ERROR(Submit(r));
-      pos += whole;
-      continue;
+      return Submit(r);
     }
+    const uint64_t unit_start = AlignDown(pos, unit_);
     uint8_t* scratch = UnitBuffer(unit_);
     IoRequest r = Request(IoOp::kRead, unit_start, unit_);
     r.read_buf = scratch;
     ICE_RETURN_IF_ERROR(Submit(r));
-    const uint64_t n = std::min(stop, unit_start + unit_) - pos;
     std::memcpy(buf + (pos - offset), scratch + (pos - unit_start), n);
-    pos += n;
-  }
-  return Status::Ok();
+    return Status::Ok();
+  });
 }
 
 Status Export::PatchUnit(const uint8_t* data, uint64_t length, uint64_t offset, bool fua) {
@@ -139,24 +148,14 @@ Status Export::WriteOrZero(const uint8_t* buf, uint64_t length, uint64_t offset,
   }
   const uint64_t begin = AlignDown(offset, unit_), end = AlignUp(offset + length, unit_);
   RangeLock::Guard g(*rmw_lock_, begin, end, RangeLock::Mode::kExclusive);
-  uint64_t pos = offset;
-  const uint64_t stop = offset + length;
-  while (pos < stop) {
-    const uint64_t unit_start = AlignDown(pos, unit_);
-    if (pos == unit_start && stop - pos >= unit_) {
-      const uint64_t whole = AlignDown(stop - pos, unit_);
-      IoRequest r = Request(whole_op, pos, whole);
-      r.write_buf = buf ? buf + (pos - offset) : nullptr;
-      r.fua = fua;
-      ICE_RETURN_IF_ERROR(Submit(r));
-      pos += whole;
-      continue;
-    }
-    const uint64_t n = std::min(stop, unit_start + unit_) - pos;
-    ICE_RETURN_IF_ERROR(PatchUnit(buf ? buf + (pos - offset) : nullptr, n, pos, fua));
-    pos += n;
-  }
-  return Status::Ok();
+  return ForEachPiece(offset, length, unit_, [&](uint64_t pos, uint64_t n, bool whole) {
+    const uint8_t* data = buf ? buf + (pos - offset) : nullptr;
+    if (!whole) return PatchUnit(data, n, pos, fua);
+    IoRequest r = Request(whole_op, pos, n);
+    r.write_buf = data;
+    r.fua = fua;
+    return Submit(r);
+  });
 }
 
 Status Export::Write(const uint8_t* buf, uint64_t length, uint64_t offset, bool fua) {
