@@ -7,6 +7,9 @@
 #include <cstring>
 #include <mutex>
 
+#include "block/log.h"
+#include "keyslot/crypto_profile.h"
+
 namespace ice {
 namespace {
 
@@ -67,6 +70,13 @@ Result<std::shared_ptr<const CryptoKey>> CryptoKey::Create(const CryptoConfig& c
 CryptoKey::CryptoKey(const CryptoConfig& config, uint8_t* bytes, size_t size, uint64_t id)
     : config_(config), bytes_(bytes), size_(size), id_(id) {}
 
-CryptoKey::~CryptoKey() { FreeKeyBytes(bytes_, size_); }
+// The kernel leaves blk_crypto_evict_key to the key's owner, and a forgotten or misrouted call
+// leaves a slot pointing at freed memory (dm_keyslot_evict walks only the live table). Here the
+// key's end evicts it wherever it went.
+CryptoKey::~CryptoKey() {
+  const Status s = CryptoProfile::EvictEverywhere(*this);
+  if (!s.ok()) spdlog::warn("dropping key #{}: {}", id_, s.ToString());
+  FreeKeyBytes(bytes_, size_);
+}
 
 }  // namespace ice
