@@ -16,7 +16,7 @@ class CryptoProfile;
 
 // Immutable once created; thread-safe to share. Keys are matched by identity (K2): `id()` is unique
 // for the process's lifetime, so two keys with equal bytes are two keys. The raw bytes live in
-// locked memory where the system allows it, are zeroed on destruction, and
+// locked memory where the system allows it (keyslot/key_memory.h), are zeroed on destruction, and
 // are never printed (there is deliberately no operator<<).
 //
 // A key knows which keyslot managers have a slot mapping it (CryptoProfile keeps that record), and
