@@ -109,6 +109,8 @@ int ice_config_complete() {
 int ice_after_fork() {
   return Guard("after_fork", [&] {
     auto engine = ice::daemon::Engine::Create(*g_config);
+    // The tables are built (or failed): the daemon keeps no copy of a key they held inline.
+    ice::config::WipeDeviceTables(*g_config);
     if (!engine.ok()) {
       nbdkit_error("ice: %s", engine.status().message().c_str());
       return -1;

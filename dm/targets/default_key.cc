@@ -310,6 +310,7 @@ Result<std::unique_ptr<Target>> CreateDefaultKey(const TargetEnv& env, const Tar
 
 }  // namespace
 
-const TargetType kDefaultKeyTarget{"default-key", /*passes_crypto=*/true, &CreateDefaultKey};
+const TargetType kDefaultKeyTarget{"default-key", /*passes_crypto=*/true, &CreateDefaultKey,
+                                   /*key_arg=*/1};
 
 }  // namespace ice::dm
