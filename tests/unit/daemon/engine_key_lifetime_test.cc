@@ -7,30 +7,18 @@
 
 #include "config/config.h"
 #include "daemon/engine.h"
+#include "tests/unit/daemon/engine_test_util.h"
 
 namespace ice::daemon {
 namespace {
-
-config::HardwareConfig Xts(const std::string& name) {
-  config::HardwareConfig hw;
-  hw.name = name;
-  hw.backing = "memory";
-  hw.size_bytes = 1 << 20;
-  hw.keyslots = 2;
-  hw.capabilities.Add(CryptoMode::kAes256Xts, 4096);
-  hw.capabilities.max_dun_bytes = 8;
-  hw.capabilities.key_types = static_cast<uint8_t>(KeyType::kRaw);
-  return hw;
-}
 
 class EngineKeyLifetime : public ::testing::Test {
  protected:
   void SetUp() override {
     config::Config cfg;
-    cfg.hardware = {Xts("hw0"), Xts("hw1")};
-    cfg.hardware.push_back(Xts("plain"));
-    cfg.hardware.back().keyslots = 0;
-    cfg.hardware.back().capabilities = CryptoCapabilities();
+    cfg.hardware = {testing::XtsHardware("hw0"), testing::XtsHardware("hw1")};
+    cfg.hardware.push_back(testing::XtsHardware("plain", 0));
+    cfg.hardware.back().capabilities = CryptoCapabilities();  // a plain device (H1)
     auto e = Engine::Create(cfg);
     ASSERT_TRUE(e.ok()) << e.status().ToString();
     engine_ = std::move(*e);
