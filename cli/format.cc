@@ -90,6 +90,14 @@ Status InContext(const Status& s, const std::string& where) {
   return Status::Error(s.code(), where + ": " + s.message());
 }
 
+// A string of the reply's "daemon" object (daemons before hardening 7 send none): "" if absent.
+std::string DaemonField(const Json& reply, const char* field) {
+  if (!reply.contains("daemon") || !reply["daemon"].is_object()) return "";
+  const Json& daemon = reply["daemon"];
+  return daemon.contains(field) && daemon[field].is_string() ? daemon[field].get<std::string>()
+                                                             : "";
+}
+
 }  // namespace
 
 Result<std::string> FormatInfo(const Json& info) {
@@ -190,7 +198,12 @@ Result<std::string> FormatHardwareList(const Json& result) {
     rows.push_back({name, std::to_string(size), std::to_string(keyslots), std::to_string(in_use),
                     backing, caps});
   }
-  return AlignedTable(rows);
+  std::string out = AlignedTable(rows);
+  // Said only when something is wrong: keys in memory that may be swapped out or dumped.
+  const std::string memory = DaemonField(result, "key_memory");
+  if (!memory.empty() && memory != "locked") out += "Warning: key memory " + memory + "\n";
+  if (DaemonField(result, "core_dumps") == "on") out += "Warning: core dumps are on\n";
+  return out;
 }
 
 Result<std::string> FormatHardwareInfo(const Json& hw) {
@@ -209,6 +222,12 @@ Result<std::string> FormatHardwareInfo(const Json& hw) {
   out += Labelled("Backing", backing);
   out += Labelled("Keyslots", std::to_string(keyslots));
   out += Labelled("Crypto capabilities", caps);
+  if (const std::string memory = DaemonField(hw, "key_memory"); !memory.empty()) {
+    out += Labelled("Key memory", memory);
+  }
+  if (const std::string dumps = DaemonField(hw, "core_dumps"); !dumps.empty()) {
+    out += Labelled("Core dumps", dumps);
+  }
   out += "\n";
   if (slots->empty()) {
     out += "No keyslots\n";

@@ -11,10 +11,9 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <set>
-#include <sstream>
 
+#include "dm/table.h"
 #include "keyslot/key_registry.h"
 
 namespace ice::config {
@@ -243,7 +242,7 @@ Status ParseDevice(const SchemaError& err, const toml::table& t, DeviceConfig& d
   if (!a) return err.At(*n, w + ".table must be an array of dmsetup lines");
   for (const auto& e : *a) {
     if (!e.is_string()) return err.At(e, w + ".table lines must be strings");
-    d.table.push_back(*e.value<std::string>());
+    d.table.push_back(e.as_string()->get());  // the only copy besides the parser's (wiped)
   }
   return Status::Ok();
 }
@@ -319,15 +318,50 @@ Result<uint64_t> ParseSize(std::string_view text) {
   return v << shift;
 }
 
+namespace {
+
+// Every string value of a parsed document, wiped: a table line may hold a key.
+void WipeStrings(toml::node& node) {
+  if (toml::table* t = node.as_table()) {
+    for (auto&& [k, v] : *t) WipeStrings(v);
+  } else if (toml::array* a = node.as_array()) {
+    for (toml::node& e : *a) WipeStrings(e);
+  } else if (toml::value<std::string>* s = node.as_string()) {
+    WipeString(s->get());
+  }
+}
+
+// What ParseConfig works on, wiped on any return: the document's strings, and the config's tables
+// too unless it is handed to the caller.
+struct ParseState {
+  toml::table root;
+  Config config;
+  bool handed_out = false;
+  ~ParseState() {
+    WipeStrings(root);
+    if (!handed_out) WipeDeviceTables(config);
+  }
+};
+
+}  // namespace
+
+void WipeDeviceTables(Config& config) {
+  for (DeviceConfig& d : config.devices) {
+    for (std::string& line : d.table) WipeString(line);
+    d.table.clear();
+  }
+}
+
 Result<Config> ParseConfig(std::string_view toml_text, const std::string& source_path) {
   SchemaError err(source_path);
-  toml::table root;
+  ParseState state;
+  toml::table& root = state.root;
   try {
     root = toml::parse(toml_text, source_path);
   } catch (const toml::parse_error& e) {
     return err.At(e.source(), std::string(e.description()));
   }
-  Config c;
+  Config& c = state.config;
   c.path = source_path;
   const std::string base = std::filesystem::path(source_path).parent_path().string();
   ICE_RETURN_IF_ERROR(
@@ -346,39 +380,82 @@ Result<Config> ParseConfig(std::string_view toml_text, const std::string& source
       err, root, "device", c.devices,
       [&](const toml::table& t, DeviceConfig& d) { return ParseDevice(err, t, d); }));
   ICE_RETURN_IF_ERROR(CheckNames(err, c));
-  return c;
+  state.handed_out = true;
+  return std::move(c);
 }
-
-Result<Config> LoadConfig(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in)
-    return Status::Error(errno ? errno : ENOENT, "cannot read config " + path + ": " +
-                                                     std::strerror(errno ? errno : ENOENT));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  const std::string abs = std::filesystem::absolute(path).lexically_normal().string();
-  return ParseConfig(ss.str(), abs);
-}
-
-SecretBytes::SecretBytes(size_t n)
-    : data_(static_cast<uint8_t*>(OPENSSL_zalloc(n ? n : 1))), size_(n) {}
-SecretBytes::SecretBytes(SecretBytes&& o) noexcept
-    : data_(std::exchange(o.data_, nullptr)), size_(std::exchange(o.size_, 0)) {}
-SecretBytes& SecretBytes::operator=(SecretBytes&& o) noexcept {
-  if (this != &o) {
-    OPENSSL_clear_free(data_, size_);
-    data_ = std::exchange(o.data_, nullptr);
-    size_ = std::exchange(o.size_, 0);
-  }
-  return *this;
-}
-SecretBytes::~SecretBytes() { OPENSSL_clear_free(data_, size_); }
 
 namespace {
 
 Status Errno(int e, const std::string& what) {
   return Status::Error(e, what + ": " + std::strerror(e));
 }
+
+std::string ModeText(mode_t mode) {
+  char text[8];
+  std::snprintf(text, sizeof text, "%04o", mode & 07777);
+  return text;
+}
+
+// The whole of an open file, in pages kept out of core dumps.
+Result<SecretPages> ReadAll(int fd, size_t size_hint, const std::string& what) {
+  // One byte more than the size, so that a regular file is read without growing the buffer.
+  SecretPages text(std::max<size_t>(size_hint + 1, 4096));
+  size_t done = 0;
+  for (;;) {
+    if (!text.ok() || (done == text.size() && !text.Resize(2 * text.size()))) {
+      return Status::Error(ENOMEM, "cannot read " + what + ": out of memory");
+    }
+    const ssize_t n = ::read(fd, text.data() + done, text.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Errno(errno, "cannot read " + what);
+    if (n == 0) break;
+    done += static_cast<size_t>(n);
+  }
+  text.Resize(done);
+  return text;
+}
+
+// Hardening 8: a key in a table line is as secret as a key file, and gets its rule.
+Status CheckInlineKeysArePrivate(const Config& c, const std::string& path, mode_t mode) {
+  if ((mode & 077) == 0) return Status::Ok();
+  for (const DeviceConfig& d : c.devices) {
+    for (size_t i = 0; i < d.table.size(); ++i) {
+      if (!dm::LineHoldsKey(d.table[i])) continue;
+      return Status::Error(EPERM, "config " + path + " holds a key inline (device '" + d.name +
+                                      "', table line " + std::to_string(i + 1) +
+                                      ") and is group/world accessible (mode " + ModeText(mode) +
+                                      "): chmod 600 it, or name a [[key]] with :<size>:logon:NAME");
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<Config> LoadConfig(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Errno(errno, "cannot read config " + path);
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    const int e = errno;
+    ::close(fd);
+    return Errno(e, "cannot stat config " + path);
+  }
+  Result<SecretPages> text = ReadAll(fd, static_cast<size_t>(st.st_size), "config " + path);
+  ::close(fd);
+  if (!text.ok()) return text.status();
+  const std::string abs = std::filesystem::absolute(path).lexically_normal().string();
+  Result<Config> c = ParseConfig(text->view(), abs);
+  if (!c.ok()) return c;
+  const Status private_keys = CheckInlineKeysArePrivate(*c, abs, st.st_mode);
+  if (!private_keys.ok()) {
+    WipeDeviceTables(*c);
+    return private_keys;
+  }
+  return c;
+}
+
+namespace {
 
 Result<SecretBytes> GenerateKeyFile(const std::string& path, size_t size) {
   SecretBytes key(size);
@@ -418,10 +495,8 @@ Result<SecretBytes> ReadKeyFile(const std::string& path, size_t expected_size, b
   }
   if ((st.st_mode & 077) != 0) {
     ::close(fd);
-    char mode[8];
-    std::snprintf(mode, sizeof mode, "%04o", st.st_mode & 07777);
-    return Status::Error(
-        EPERM, "key file " + path + " is group/world accessible (mode " + mode + "): chmod 600 it");
+    return Status::Error(EPERM, "key file " + path + " is group/world accessible (mode " +
+                                    ModeText(st.st_mode) + "): chmod 600 it");
   }
   if (!S_ISREG(st.st_mode) || static_cast<uint64_t>(st.st_size) != expected_size) {
     ::close(fd);

@@ -11,6 +11,7 @@
 #include "block/status.h"
 #include "keyslot/capabilities.h"
 #include "keyslot/crypto_mode.h"
+#include "keyslot/key_memory.h"
 
 namespace ice::config {
 
@@ -41,7 +42,7 @@ struct KeyConfig {
 
 struct DeviceConfig {
   std::string name;
-  std::vector<std::string> table;  // dmsetup lines
+  std::vector<std::string> table;  // dmsetup lines; a default-key line may hold a key in hex
 };
 
 struct Config {
@@ -53,28 +54,19 @@ struct Config {
 };
 
 // Parses and validates the schema: unknown keys, wrong types and bad values are EINVAL with
-// "FILE:LINE: …" naming the key. Does not touch key files or backends.
+// "FILE:LINE: …" naming the key. Does not touch key files or backends. The file is read into
+// pages kept out of core dumps and wiped afterwards, as are the parser's strings. A config whose
+// device tables hold a key inline (dm::LineHoldsKey) is refused with EPERM, as a key file is
+// (ReadKeyFile), when the file is group- or world-accessible.
 Result<Config> LoadConfig(const std::string& path);
 Result<Config> ParseConfig(std::string_view toml_text, const std::string& source_path);
 
-// Raw key bytes that are zeroed when dropped. Move-only.
-class SecretBytes {
- public:
-  SecretBytes() = default;
-  explicit SecretBytes(size_t n);
-  SecretBytes(SecretBytes&& o) noexcept;
-  SecretBytes& operator=(SecretBytes&& o) noexcept;
-  SecretBytes(const SecretBytes&) = delete;
-  SecretBytes& operator=(const SecretBytes&) = delete;
-  ~SecretBytes();
-  uint8_t* data() { return data_; }
-  const uint8_t* data() const { return data_; }
-  size_t size() const { return size_; }
+// Wipes every device's table lines (they may hold keys) and empties them: for the daemon once the
+// devices are built, so that the config it keeps holds no key.
+void WipeDeviceTables(Config& config);
 
- private:
-  uint8_t* data_ = nullptr;
-  size_t size_ = 0;
-};
+// Raw key bytes that are zeroed when dropped, in pages kept out of core dumps. Move-only.
+using SecretBytes = SecretPages;
 
 // Reads a raw key file of exactly `expected_size` bytes. EPERM when the file is group- or
 // world-accessible (mode & 077), EINVAL for a wrong size, ENOENT when missing (unless `generate`,

@@ -10,6 +10,7 @@
 
 #include "block/status.h"
 #include "daemon/engine.h"
+#include "daemon/process_safety.h"
 
 namespace ice::daemon {
 namespace {
@@ -106,6 +107,15 @@ json InfoJson(Engine& e, const dm::DeviceInfo& i) {
           {"capabilities", i.capabilities}};
 }
 
+// Hardening 7/8: whether the daemon's key material can reach a core file or swap.
+json DaemonJson() {
+  const ProcessSafety s = CurrentProcessSafety();
+  return {{"dumpable", s.dumpable},
+          {"core_dumps", s.core_dumps},
+          {"memory_locked", s.key_memory.locked},
+          {"key_memory", s.key_memory.Describe()}};
+}
+
 json HwJson(Engine& e, const HardwareEntry& hw) {
   const HardwareCounters c = hw.device->counters();
   json slots = json::array();
@@ -124,6 +134,7 @@ json HwJson(Engine& e, const HardwareEntry& hw) {
           {"keyslots", hw.device->num_slots()},
           {"capabilities", hw.capabilities.ToString()},
           {"slots", slots},
+          {"prepared_ciphers", hw.device->prepared_ciphers()},
           {"counters",
            {{"slot_programs", c.slot_programs},
             {"slot_program_failures", c.slot_program_failures},
@@ -308,13 +319,15 @@ const std::map<std::string, Verb>& Verbs() {
          ICE_RETURN_IF_ERROR(a.Only({}));
          json list = json::array();
          for (const auto& hw : e.hardware()) list.push_back(HwJson(e, hw));
-         return json{{"hardware", list}};
+         return json{{"hardware", list}, {"daemon", DaemonJson()}};
        }},
       {"hw.info",
        [](Engine& e, const Args& a) -> Result<json> {
          ICE_RETURN_IF_ERROR(a.Only({"name"}));
          ICE_ASSIGN_OR_RETURN(const HardwareEntry* hw, FindHw(e, a));
-         return HwJson(e, *hw);
+         json info = HwJson(e, *hw);
+         info["daemon"] = DaemonJson();
+         return info;
        }},
       {"hw.reset",
        [](Engine& e, const Args& a) -> Result<json> {

@@ -6,6 +6,7 @@
 
 #include "block/backend_factory.h"
 #include "block/log.h"
+#include "keyslot/crypto_profile.h"
 
 namespace ice::daemon {
 
@@ -41,6 +42,7 @@ Engine::Engine(const config::DaemonConfig& daemon, Clock& clock)
 
 Engine::~Engine() {
   // Mapped devices go first: their tables hold hardware devices and may evict keys on the way.
+  // The registry's keys evict themselves from the fallback's pool as they are dropped.
   devices_.reset();
   hardware_.clear();
   keys_.reset();
@@ -138,10 +140,10 @@ Status Engine::AddKey(const std::string& name, const CryptoConfig& config,
 Status Engine::RemoveKey(const std::string& name) {
   auto key = keys_->Remove(name);
   if (!key.ok()) return key.status();
-  // As blk_crypto_evict_key before a key is freed: no slot below may keep it.
-  devices_->EvictKeyEverywhere(**key);
-  Status s = blk_->fallback().EvictKey(**key);
-  if (!s.ok()) spdlog::warn("evicting key '{}' from the fallback: {}", name, s.ToString());
+  // As blk_crypto_evict_key before a key is freed, but from wherever the key went (hardware that
+  // tables no longer reach, the fallback's pool), not only from the devices that reach it now.
+  Status s = CryptoProfile::EvictEverywhere(**key);
+  if (!s.ok()) spdlog::warn("evicting key '{}': {}", name, s.ToString());
   return Status::Ok();
 }
 

@@ -379,16 +379,4 @@ void DeviceRegistry::Close(const std::string& name) {
   if (it != entries_.end() && it->second->open_count > 0) --it->second->open_count;
 }
 
-void DeviceRegistry::EvictKeyEverywhere(const CryptoKey& key) {
-  std::vector<std::pair<std::string, std::shared_ptr<BlockDevice>>> devices;
-  {
-    std::lock_guard g(mu_);
-    for (const auto& [name, e] : entries_) devices.emplace_back(name, e->device);
-  }
-  for (const auto& [name, device] : devices) {
-    Status s = blk_.EvictKey(*device, key);
-    if (!s.ok()) spdlog::warn("evicting a key from '{}' failed: {}", name, s.ToString());
-  }
-}
-
 }  // namespace ice::dm

@@ -89,11 +89,6 @@ class DeviceRegistry final : public DeviceLookup {
   // For a connection: ENOENT when unknown.
   Result<OpenDevice> Open(const std::string& name);
 
-  // Before a key is dropped: evicts it from every device (F4 through BlkCrypto; mapped devices
-  // reach every device below them, D6). Errors are logged, never returned (the kernel's
-  // blk_crypto_evict_key returns nothing to its callers either).
-  void EvictKeyEverywhere(const CryptoKey& key);
-
   // The daemon is stopping: I/O held by a suspended device, now or later, fails with ESHUTDOWN
   // instead of waiting for a resume (MappedDevice::Shutdown), so the server can finish its
   // requests and exit. Thread-safe; irreversible.

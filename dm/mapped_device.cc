@@ -43,7 +43,10 @@ size_t MappedDevice::EnterIo() {
         return !blocked_.load(std::memory_order_seq_cst) ||
                shut_down_.load(std::memory_order_seq_cst);
       });
-      stopping = blocked_.load(std::memory_order_seq_cst);
+      // Only a shutdown stops it: the gate may have opened and closed again (Suspend sets
+      // blocked_ without gate_mu_) since the wait saw it open, and then the request waits again.
+      stopping =
+          shut_down_.load(std::memory_order_seq_cst) && blocked_.load(std::memory_order_seq_cst);
     }
     queued_.fetch_sub(1, std::memory_order_relaxed);
     if (stopping) return kShutDown;

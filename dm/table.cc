@@ -5,18 +5,21 @@
 #include <cerrno>
 
 #include "keyslot/crypto_profile.h"
+#include "keyslot/key_memory.h"
 
 namespace ice::dm {
 namespace {
 
 // The kernel's dm_split_args: words separated by white space, where a backslash makes the next
-// character part of the word.
+// character part of the word. Each word is reserved at the length of the rest of the line, so
+// that growing it never leaves a partial copy (of a key, perhaps) behind in freed memory.
 std::vector<std::string> SplitWords(const std::string& line) {
   std::vector<std::string> words;
   std::string word;
   bool in_word = false;
   for (size_t i = 0; i < line.size(); ++i) {
     const char c = line[i];
+    if (!in_word && !std::isspace(static_cast<unsigned char>(c))) word.reserve(line.size() - i);
     if (c == '\\' && i + 1 < line.size()) {
       word += line[++i];
       in_word = true;
@@ -32,6 +35,14 @@ std::vector<std::string> SplitWords(const std::string& line) {
   if (in_word) words.push_back(std::move(word));
   return words;
 }
+
+// The words of a line, wiped when dropped.
+struct WipedWords {
+  std::vector<std::string> words;
+  ~WipedWords() {
+    for (std::string& w : words) WipeString(w);
+  }
+};
 
 bool IsSkipped(const std::string& line) {
   const size_t first = line.find_first_not_of(" \t\r\n\v\f");
@@ -53,6 +64,16 @@ uint32_t EntryBlockSize(const TableEntry& e) {
 
 }  // namespace
 
+bool LineHoldsKey(const std::string& line) {
+  WipedWords split{SplitWords(line)};
+  const std::vector<std::string>& words = split.words;
+  if (words.size() < 3) return false;
+  const TargetType* type = FindTargetType(words[2]);
+  if (type == nullptr || type->key_arg < 0) return false;
+  const size_t at = 3 + static_cast<size_t>(type->key_arg);
+  return at < words.size() && !words[at].empty() && words[at][0] != ':';
+}
+
 Table::~Table() = default;
 
 Result<std::unique_ptr<Table>> Table::Create(const std::vector<std::string>& lines,
@@ -63,7 +84,8 @@ Result<std::unique_ptr<Table>> Table::Create(const std::vector<std::string>& lin
     const std::string where = "table line " + std::to_string(n + 1);
     auto bad = [&](const std::string& what) { return Status::Error(EINVAL, where + ": " + what); };
 
-    std::vector<std::string> words = SplitWords(lines[n]);
+    WipedWords split{SplitWords(lines[n])};
+    std::vector<std::string>& words = split.words;
     if (words.size() < 3) return bad("expected '<start> <length> <type> [<args>…]'");
     auto start = ParseU64(words[0], "start");
     if (!start.ok()) return start.status().WithContext(where);
@@ -92,6 +114,7 @@ Result<std::unique_ptr<Table>> Table::Create(const std::vector<std::string>& lin
     args.args.assign(std::make_move_iterator(words.begin() + 3),
                      std::make_move_iterator(words.end()));
     auto target = type->create(env, args);
+    for (std::string& arg : args.args) WipeString(arg);
     if (!target.ok()) {
       // Named once, as the kernel logs "<type>: <error>": some targets name themselves already.
       const std::string name(type->name);

@@ -27,6 +27,10 @@ struct TableEntry {
   uint64_t end_bytes() const { return (start_sector + length_sectors) * kSectorBytes; }
 };
 
+// Whether a dmsetup line carries key material: a target type's key argument (TargetType::key_arg)
+// given inline rather than as a keyring reference. Lines that cannot be parsed hold none.
+bool LineHoldsKey(const std::string& line);
+
 // Immutable once built, except for the targets' own state. Thread-safe for concurrent I/O (the
 // targets are). Not copyable.
 class Table {
@@ -38,7 +42,8 @@ class Table {
   //    (D1), an unknown target type, a target's own refusal (argument counts, ranges beyond a
   //    device), a target start not aligned to its logical block size, no targets at all;
   //  - whatever env.devices->Find returns for a device (ENXIO for an unknown one).
-  // Builds the table's capabilities per D3. Nothing survives a failure.
+  // Builds the table's capabilities per D3. Nothing survives a failure. Its copies of a line's
+  // words are wiped when dropped (a key argument is secret); `lines` are the caller's to wipe.
   static Result<std::unique_ptr<Table>> Create(const std::vector<std::string>& lines,
                                                const TargetEnv& env);
   ~Table();

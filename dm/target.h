@@ -88,6 +88,10 @@ struct TargetType {
   // Builds a target from dmsetup args. EINVAL with a message naming the bad field, e.g.
   // "flakey: up interval 'x' is not a number". Allocates nothing that survives a failure.
   Result<std::unique_ptr<Target>> (*create)(const TargetEnv& env, const TargetArgs& args) = nullptr;
+  // The index in `args` of a key given inline (hex) — secret unless it is a keyring reference,
+  // which starts with ':' — or -1 for types that take no key. Table parsing wipes such arguments,
+  // and config files holding them must be private (config/config.h).
+  int key_arg = -1;
 };
 
 // The registry: one line per target type in dm/targets/target_types.cc.

@@ -5,41 +5,17 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
-#include <mutex>
+
+#include "block/log.h"
+#include "keyslot/crypto_profile.h"
+#include "keyslot/key_memory.h"
 
 namespace ice {
 namespace {
 
 std::atomic<uint64_t> g_next_key_id{1};
 
-// OpenSSL's secure heap is an mlock'ed arena that is excluded from core dumps. Keys are small: a
-// 256 KiB arena holds thousands. When it cannot be set up (RLIMIT_MEMLOCK) or is full, key bytes
-// go to the ordinary heap; they are still zeroed on release.
-void InitSecureHeapOnce() {
-  static std::once_flag once;
-  std::call_once(once, [] {
-    if (!CRYPTO_secure_malloc_initialized()) CRYPTO_secure_malloc_init(256 * 1024, 16);
-  });
-}
-
-uint8_t* AllocateKeyBytes(size_t n) {
-  InitSecureHeapOnce();
-  void* p = CRYPTO_secure_malloc_initialized() ? OPENSSL_secure_zalloc(n) : nullptr;
-  if (p == nullptr) p = OPENSSL_zalloc(n);
-  return static_cast<uint8_t*>(p);
-}
-
-void FreeKeyBytes(uint8_t* p, size_t n) {
-  if (p == nullptr) return;
-  if (CRYPTO_secure_allocated(p)) {
-    OPENSSL_secure_clear_free(p, n);
-  } else {
-    OPENSSL_clear_free(p, n);
-  }
-}
-
 }  // namespace
-
 Result<std::shared_ptr<const CryptoKey>> CryptoKey::Create(const CryptoConfig& config,
                                                            std::span<const uint8_t> raw_key) {
   ICE_RETURN_IF_ERROR(ValidateConfig(config));
@@ -58,7 +34,14 @@ Result<std::shared_ptr<const CryptoKey>> CryptoKey::Create(const CryptoConfig& c
     return Status::Error(EINVAL, "XTS key halves are equal (a weak key the kernel refuses)");
   }
   uint8_t* bytes = AllocateKeyBytes(raw_key.size());
-  if (bytes == nullptr) return Status::Error(ENOMEM, "cannot allocate key memory");
+  if (bytes == nullptr) {
+    // Refused rather than put in unlocked memory (keyslot/key_memory.h).
+    const KeyMemoryState m = GetKeyMemoryState();
+    return Status::Error(ENOMEM, "key memory is full (" + std::to_string(m.used_bytes / 1024) +
+                                     " of " + std::to_string(m.arena_bytes / 1024) +
+                                     " KiB in use; the arena is sized at start from the "
+                                     "configured keys)");
+  }
   std::memcpy(bytes, raw_key.data(), raw_key.size());
   return std::shared_ptr<const CryptoKey>(
       new CryptoKey(config, bytes, raw_key.size(), g_next_key_id.fetch_add(1)));
@@ -67,6 +50,13 @@ Result<std::shared_ptr<const CryptoKey>> CryptoKey::Create(const CryptoConfig& c
 CryptoKey::CryptoKey(const CryptoConfig& config, uint8_t* bytes, size_t size, uint64_t id)
     : config_(config), bytes_(bytes), size_(size), id_(id) {}
 
-CryptoKey::~CryptoKey() { FreeKeyBytes(bytes_, size_); }
+// The kernel leaves blk_crypto_evict_key to the key's owner, and a forgotten or misrouted call
+// leaves a slot pointing at freed memory (dm_keyslot_evict walks only the live table). Here the
+// key's end evicts it wherever it went.
+CryptoKey::~CryptoKey() {
+  const Status s = CryptoProfile::EvictEverywhere(*this);
+  if (!s.ok()) spdlog::warn("dropping key #{}: {}", id_, s.ToString());
+  FreeKeyBytes(bytes_, size_);
+}
 
 }  // namespace ice

@@ -8,6 +8,17 @@
 #include "block/log.h"
 
 namespace ice {
+namespace {
+
+// Serialises EvictEverywhere against the destruction of profiles with slots: a profile found in a
+// key's placement stays alive while it is held. Never destroyed, so keys dropped by static
+// destructors still find it.
+std::mutex& PlacementMutex() {
+  static auto* mu = new std::mutex;
+  return *mu;
+}
+
+}  // namespace
 
 // One hardware keyslot's bookkeeping (the kernel's blk_crypto_keyslot). Invariant, under idle_mu_
 // and outside FindAndGrab's 0->1 window (which the exclusive lock excludes): a slot is on the idle
@@ -47,7 +58,7 @@ void Keyslot::Release() {
 // ---- CryptoProfile ----
 
 CryptoProfile::CryptoProfile(const CryptoCapabilities& caps, unsigned num_slots, KeyslotOps* ops)
-    : num_slots_(num_slots), ops_(ops) {
+    : num_slots_(num_slots), ops_(ops), has_slots_(num_slots > 0) {
   assert(num_slots == 0 || ops != nullptr);
   ExpandTo(caps);
   if (num_slots == 0) return;
@@ -113,9 +124,15 @@ std::optional<unsigned> CryptoProfile::FindAndGrab(uint64_t key_id) {
   return index;
 }
 
+// A key is in at most one slot of a profile (a get finds it first), so the profile appears in the
+// key's placement at most once.
 void CryptoProfile::MapKey(unsigned index, const CryptoKey& key) {
   Slot& slot = slots_[index];
   if (slot.key_id != 0) UnmapKey(index);
+  {
+    std::lock_guard placement(key.placement_mu_);
+    key.placement_.push_back(this);
+  }
   slot.key = &key;
   slot.key_id = key.id();
   int& head = buckets_[Bucket(slot.key_id)];
@@ -128,6 +145,10 @@ void CryptoProfile::UnmapKey(unsigned index) {
   int* link = &buckets_[Bucket(slot.key_id)];
   while (*link != static_cast<int>(index)) link = &slots_[*link].hash_next;
   *link = slot.hash_next;
+  {
+    std::lock_guard placement(slot.key->placement_mu_);
+    std::erase(slot.key->placement_, this);
+  }
   slot.hash_next = -1;
   slot.key = nullptr;
   slot.key_id = 0;
@@ -241,6 +262,27 @@ Status CryptoProfile::EvictKey(const CryptoKey& key) {
   return status;
 }
 
+Status CryptoProfile::EvictEverywhere(const CryptoKey& key) {
+  {
+    // Most keys dropped were never programmed (or were evicted already): no global lock for them.
+    std::lock_guard placement(key.placement_mu_);
+    if (key.placement_.empty()) return Status::Ok();
+  }
+  std::lock_guard global(PlacementMutex());
+  std::vector<CryptoProfile*> where;
+  {
+    std::lock_guard placement(key.placement_mu_);
+    where = key.placement_;
+  }
+  // Each EvictKey unmaps the key and so removes its profile from the placement.
+  Status first;
+  for (CryptoProfile* profile : where) {
+    Status s = profile->EvictKey(key);
+    if (!s.ok() && first.ok()) first = std::move(s);
+  }
+  return first;
+}
+
 void CryptoProfile::ReprogramAllKeys() {
   std::unique_lock exclusive(lock_);
   for (unsigned i = 0; i < num_slots_; ++i) {
@@ -257,9 +299,16 @@ void CryptoProfile::ReprogramAllKeys() {
 }
 
 void CryptoProfile::Destroy() {
+  // A profile with slots may be in keys' placements, which EvictEverywhere walks under the
+  // placement mutex: taking it here keeps this profile alive until such a walk is done with it.
+  std::unique_lock<std::mutex> global;
+  if (has_slots_) global = std::unique_lock(PlacementMutex());
   std::unique_lock exclusive(lock_);
   if (destroyed_) return;
   destroyed_ = true;
+  for (unsigned i = 0; i < num_slots_; ++i) {
+    if (slots_[i].key != nullptr) UnmapKey(i);
+  }
   {
     std::lock_guard idle(idle_mu_);
     assert(idle_count_ == num_slots_ && "a keyslot is still held");
@@ -270,7 +319,7 @@ void CryptoProfile::Destroy() {
     hits_.fetch_add(slots_[i].hits.load(std::memory_order_relaxed), std::memory_order_relaxed);
   }
   // As the kernel's memzero_explicit of the profile: no slot, no operations, no capabilities, so
-  // nothing is routed here any more. The profile holds no key bytes, only references to keys.
+  // nothing is routed here any more. The profile holds no key bytes, and now no references.
   slots_.reset();
   buckets_.reset();
   num_slots_ = 0;

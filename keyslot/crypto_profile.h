@@ -63,10 +63,17 @@ struct SlotState {
   int refs = 0;
 };
 
-// Thread-safe. Lock order: lock_ (shared or exclusive), then idle_mu_. KeyslotOps are called with
-// lock_ held exclusively, never with idle_mu_. As in the kernel, a slot's mapping refers to the key
-// object itself (ReprogramAllKeys programs it again): a key must be evicted (EvictKey) before it is
-// destroyed, and every Keyslot must be released before the profile is destroyed.
+// Thread-safe. As in the kernel, a slot's mapping refers to the key object itself
+// (ReprogramAllKeys programs it again). Unlike the kernel, the profile records its mappings in the
+// key (CryptoKey::placement_), so that a key is evicted from every profile that maps it when it is
+// dropped (EvictEverywhere, called by ~CryptoKey): no mapping ever outlives its key, however I/O
+// routing (F4) or tables (D6) have changed since it was programmed. Every Keyslot must be released
+// before the profile is destroyed.
+//
+// Lock order: the placement mutex (process-wide; EvictEverywhere, and Destroy of a profile with
+// slots), then a profile's lock_ (shared or exclusive), then either idle_mu_ or a key's
+// placement_mu_ (leaves, never nested). KeyslotOps are called with lock_ held exclusively, never
+// with idle_mu_, and must not call EvictEverywhere nor drop the last reference to a key.
 class CryptoProfile {
  public:
   // K11: the profile is complete when constructed (before its device is used); `ops` must outlive
@@ -87,9 +94,15 @@ class CryptoProfile {
   Result<Keyslot> GetKeyslot(const CryptoKey& key);
   // K6.
   Status EvictKey(const CryptoKey& key);
+  // K6 on every profile with a slot mapping `key`, wherever it is (hardware below a table that has
+  // since been swapped, the fallback's pool after routing moved to native, …): each idle slot is
+  // evicted by its device (which frees the prepared cipher) and each busy one answers EBUSY; every
+  // mapping is dropped either way. Returns the first error. Thread-safe. REQUIRES: the caller holds
+  // no profile lock. Allocates only when the key is mapped somewhere.
+  static Status EvictEverywhere(const CryptoKey& key);
   // K7: after the hardware lost its keys. Failures are logged and skipped.
   void ReprogramAllKeys();
-  // K11: wipes slot bookkeeping; idempotent. No slot may be held.
+  // K11: wipes slot bookkeeping (and the keys' records of it); idempotent. No slot may be held.
   void Destroy();
 
   KeyslotCounters counters() const;
@@ -103,7 +116,7 @@ class CryptoProfile {
   std::optional<unsigned> FindAndGrab(uint64_t key_id);
   // REQUIRES: lock_ held.
   std::optional<unsigned> Find(uint64_t key_id) const;
-  // REQUIRES: lock_ held exclusively.
+  // REQUIRES: lock_ held exclusively. They keep the key's placement_ in step with the slot.
   void MapKey(unsigned index, const CryptoKey& key);
   void UnmapKey(unsigned index);
   unsigned Bucket(uint64_t key_id) const;
@@ -117,6 +130,7 @@ class CryptoProfile {
 
   unsigned num_slots_;
   KeyslotOps* ops_;
+  const bool has_slots_;  // num_slots_ > 0 at construction: its mappings are recorded in keys
 
   mutable std::shared_mutex lock_;  // the kernel's profile->lock
   std::unique_ptr<Slot[]> slots_;   // num_slots_ entries

@@ -101,12 +101,17 @@ Status Fallback::EvictKey(const CryptoKey& key) { return profile_.EvictKey(key);
 // ciphers_[slot].
 Status Fallback::ProgramKey(const CryptoKey& key, unsigned slot) {
   ICE_ASSIGN_OR_RETURN(std::unique_ptr<DataUnitCipher> cipher, DataUnitCipher::Create(key));
-  ciphers_[slot] = std::move(cipher);
+  if (ciphers_[slot] == nullptr) prepared_.fetch_add(1, std::memory_order_relaxed);
+  ciphers_[slot] = std::move(cipher);  // the previous key's schedule is freed (and wiped) here
   return Status::Ok();
 }
 
+// Freeing the cipher wipes its key schedule (OpenSSL clears its contexts when freeing them).
 Status Fallback::EvictKey(const CryptoKey& /*key*/, std::optional<unsigned> slot) {
-  if (slot) ciphers_[*slot].reset();
+  if (slot && ciphers_[*slot] != nullptr) {
+    ciphers_[*slot].reset();
+    prepared_.fetch_sub(1, std::memory_order_relaxed);
+  }
   return Status::Ok();
 }
 

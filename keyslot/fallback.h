@@ -2,6 +2,7 @@
 // above a device that cannot do a configuration natively.
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -34,12 +35,15 @@ class Fallback final : private KeyslotOps {
   Status EvictKey(const CryptoKey& key);
 
   const CryptoProfile& profile() const { return profile_; }
+  // Pool slots holding a prepared cipher (a key schedule); an evicted key leaves none (C7).
+  size_t prepared_ciphers() const { return prepared_.load(std::memory_order_relaxed); }
 
  private:
   Status ProgramKey(const CryptoKey& key, unsigned slot) override;
   Status EvictKey(const CryptoKey& key, std::optional<unsigned> slot) override;
 
   std::vector<std::unique_ptr<DataUnitCipher>> ciphers_;  // one per slot; see fallback.cc
+  std::atomic<size_t> prepared_{0};                       // non-null ciphers_
   CryptoProfile profile_;  // declared last: destroyed first, while ciphers_ still exist
 };
 

@@ -235,6 +235,12 @@ HardwareCounters HardwareDevice::counters() const {
   return out;
 }
 
+size_t HardwareDevice::prepared_ciphers() const {
+  std::lock_guard lock(slots_mu_);
+  return std::count_if(slot_ciphers_.begin(), slot_ciphers_.end(),
+                       [](const auto& cipher) { return cipher != nullptr; });
+}
+
 std::vector<SlotState> HardwareDevice::slots() const {
   return profile_ != nullptr ? profile_->Slots() : std::vector<SlotState>();
 }

@@ -61,6 +61,9 @@ class HardwareDevice final : public BlockDevice, private KeyslotOps {
 
   HardwareCounters counters() const;  // H4
   std::vector<SlotState> slots() const;
+  // Key registers holding a prepared cipher (a key schedule). A slot that lost its mapping by
+  // eviction holds none (C7); for tests and `hw info`.
+  size_t prepared_ciphers() const;
   unsigned num_slots() const { return profile_ ? profile_->num_slots() : 0; }
 
  private:
@@ -83,7 +86,7 @@ class HardwareDevice final : public BlockDevice, private KeyslotOps {
   // The hardware's key registers: slot -> prepared cipher. Changed under slots_mu_ only while no
   // I/O can hold that slot (refs 0 under the profile's exclusive lock, or during Reset()); read
   // without the mutex by the I/O that holds the slot.
-  std::mutex slots_mu_;
+  mutable std::mutex slots_mu_;
   std::vector<std::unique_ptr<DataUnitCipher>> slot_ciphers_;
 
   std::atomic<unsigned> fail_programs_{0};

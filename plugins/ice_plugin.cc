@@ -18,6 +18,7 @@
 #include "daemon/control_server.h"
 #include "daemon/engine.h"
 #include "daemon/logging.h"
+#include "daemon/process_safety.h"
 #include "daemon/quit_watch.h"
 
 namespace {
@@ -104,11 +105,27 @@ int ice_config_complete() {
   });
 }
 
+// About as many keys as the config makes: the key arena is sized from it.
+size_t ConfiguredKeys(const ice::config::Config& c) {
+  size_t n = c.keys.size();
+  for (const auto& d : c.devices) n += d.table.size();  // at most one inline key a line
+  return n;
+}
+
 // Keys live in memory locked by this process: nbdkit may fork before this, and locks do not
 // survive a fork, so the engine is built here and not earlier.
 int ice_after_fork() {
   return Guard("after_fork", [&] {
+    // Hardening 7: before the first key exists, no core file may ever hold one.
+    Status safe = ice::daemon::ForbidCoreDumps();
+    if (!safe.ok()) {
+      nbdkit_error("ice: %s", safe.message().c_str());
+      return -1;
+    }
+    ice::InitKeyMemory(ConfiguredKeys(*g_config));  // warns once when it cannot be locked
     auto engine = ice::daemon::Engine::Create(*g_config);
+    // The tables are built (or failed): the daemon keeps no copy of a key they held inline.
+    ice::config::WipeDeviceTables(*g_config);
     if (!engine.ok()) {
       nbdkit_error("ice: %s", engine.status().message().c_str());
       return -1;

@@ -14,6 +14,7 @@
 #include "dm/table.h"
 #include "dm/targets/linear.h"
 #include "keyslot/crypto_key.h"
+#include "keyslot/crypto_profile.h"
 #include "keyslot/key_registry.h"
 
 namespace ice::dm {
@@ -146,9 +147,12 @@ class DefaultKeyTarget final : public Target {
   DefaultKeyTarget(const TargetEnv& env, Params p) : blk_(env.blk), p_(std::move(p)) {}
 
   ~DefaultKeyTarget() override {
-    // A key of the registry is evicted everywhere by `key rm`; only an inline key is ours.
+    // A key of the registry is evicted everywhere by `key rm`; only an inline key is ours. It is
+    // evicted from every slot that holds it, not only from those the device below reaches now:
+    // that device's table may have moved to other hardware, or its routing from the fallback to
+    // native, since the key was programmed (the kernel's dm_keyslot_evict has exactly that gap).
     if (p_.use) return;
-    Status s = blk_->EvictKey(*p_.dev.device, *p_.key);
+    Status s = CryptoProfile::EvictEverywhere(*p_.key);
     if (!s.ok()) {
       spdlog::warn("default-key on {}: evicting its key failed: {}", p_.dev.name, s.ToString());
     }
@@ -306,6 +310,7 @@ Result<std::unique_ptr<Target>> CreateDefaultKey(const TargetEnv& env, const Tar
 
 }  // namespace
 
-const TargetType kDefaultKeyTarget{"default-key", /*passes_crypto=*/true, &CreateDefaultKey};
+const TargetType kDefaultKeyTarget{"default-key", /*passes_crypto=*/true, &CreateDefaultKey,
+                                   /*key_arg=*/1};
 
 }  // namespace ice::dm

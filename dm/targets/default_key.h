@@ -18,7 +18,8 @@
 // a request where that sum is not a multiple of sector_size / 512 fails with EIO. An inline key is
 // created with dun_bytes = the bytes of the largest DUN the target can produce (a target too small
 // to produce a non-zero DUN is refused, as the kernel refuses dun_bytes 0), and is evicted from
-// the device below when the target is destroyed. The device must be able to serve the key,
+// every device (and the fallback's pool) it reached when the target is destroyed, also where the
+// device below has since moved its table or its routing. The device must be able to serve the key,
 // natively or through the fallback (the kernel's blk_crypto_start_using_key).
 //
 // Requests: reads and writes get the key; so does write-zeroes, which in ice means "write

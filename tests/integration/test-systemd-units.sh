@@ -18,6 +18,7 @@ set -- $exec_line
 [[ " $exec_line " == *" -f "* ]]; check "nbdkit stays in the foreground (-f) for Type=notify" $?
 grep -q "^Type=notify" systemd/ice.service; check "readiness by sd_notify (Type=notify)" $?
 grep -q "^ListenStream=" systemd/ice.socket; check "ice.socket listens on a stream socket" $?
+grep -q "^LimitCORE=0$" systemd/ice.service; check "hardening 7: no core files (LimitCORE=0)" $?
 for f in $exec_line; do
   case $f in
     *.so) grep -q "$f" systemd/README.md; check "README installs the plugin at $f" $? ;;

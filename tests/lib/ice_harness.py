@@ -38,9 +38,12 @@ class Daemon:
     """nbdkit + ice plugin. `config` is TOML text; '{dir}' in it becomes the daemon's folder.
 
     The [daemon] section is provided (control socket in the folder) unless the text has one.
+    `prefix` runs nbdkit under a wrapper (prlimit, setpriv, …); `cwd` is nbdkit's working folder;
+    `config_mode` the config file's mode.
     """
 
-    def __init__(self, config, threads=16, extra_args=(), start_timeout=20):
+    def __init__(self, config, threads=16, extra_args=(), start_timeout=20, prefix=(), cwd=None,
+                 config_mode=0o644):
         self.dir = tempfile.mkdtemp(prefix="ice-test-")
         os.chmod(self.dir, 0o700)
         self.sock = os.path.join(self.dir, "nbd.sock")
@@ -52,8 +55,11 @@ class Daemon:
         self.config_path = os.path.join(self.dir, "ice.toml")
         with open(self.config_path, "w") as f:
             f.write(text)
+        os.chmod(self.config_path, config_mode)
         self.threads = threads
         self.extra_args = list(extra_args)
+        self.prefix = list(prefix)
+        self.cwd = cwd
         self.start_timeout = start_timeout
         self.proc = None
 
@@ -62,10 +68,10 @@ class Daemon:
 
     def start(self):
         self._log = open(self.log_path, "ab")
-        cmd = ["nbdkit", "-f", "-U", self.sock, "--threads", str(self.threads)]
+        cmd = self.prefix + ["nbdkit", "-f", "-U", self.sock, "--threads", str(self.threads)]
         cmd += self.extra_args + [PLUGIN, "config=" + self.config_path]
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+                                     start_new_session=True, cwd=self.cwd)
         deadline = time.time() + self.start_timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:

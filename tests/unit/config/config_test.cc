@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -197,6 +198,64 @@ TEST(KeyFile, GeneratesMissingFileWhenAsked) {
   auto again = ReadKeyFile(p, 64, true);  // an existing file is read, not regenerated
   ASSERT_TRUE(again.ok());
   EXPECT_EQ(0, memcmp(k->data(), again->data(), 64));
+}
+
+// ---- Hardening 8: a key in a table line is as secret as a key file ----
+
+constexpr const char* kInlineKeyConfig = R"(
+[[hardware]]
+name = "hw0"
+backing = "memory"
+size = "1M"
+
+[[device]]
+name = "dk"
+table = ["0 2048 default-key aes-xts-plain64 %s 0 hw0 0"]
+)";
+constexpr const char* kHexKey =
+    "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+    "ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100";
+
+std::string WriteConfig(const TempDir& d, const std::string& key, mode_t mode) {
+  const std::string p = d.path() + "/ice.toml";
+  char text[1024];
+  std::snprintf(text, sizeof text, kInlineKeyConfig, key.c_str());
+  {
+    std::ofstream f(p, std::ios::binary | std::ios::trunc);
+    f << text;
+  }
+  chmod(p.c_str(), mode);
+  return p;
+}
+
+TEST(Config, Hardening8_AnInlineKeyInAGroupOrWorldReadableConfigIsRefused) {
+  TempDir d;
+  for (mode_t m : {0640, 0604, 0644}) {
+    auto c = LoadConfig(WriteConfig(d, kHexKey, m));
+    ASSERT_FALSE(c.ok()) << std::oct << m;
+    EXPECT_EQ(c.status().code(), EPERM);
+    const std::string msg = c.status().message();
+    EXPECT_NE(msg.find("group/world accessible"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("chmod 600"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("device 'dk'"), std::string::npos) << msg;
+    EXPECT_EQ(msg.find("00112233"), std::string::npos) << "the key is never echoed: " << msg;
+  }
+  auto private_config = LoadConfig(WriteConfig(d, kHexKey, 0600));
+  ASSERT_TRUE(private_config.ok()) << private_config.status().ToString();
+  ASSERT_EQ(private_config->devices.size(), 1u);
+  // A keyring reference names a key and holds no secret: any mode will do.
+  auto keyring = LoadConfig(WriteConfig(d, ":64:logon:k", 0644));
+  EXPECT_TRUE(keyring.ok()) << keyring.status().ToString();
+}
+
+TEST(Config, Hardening8_WipeDeviceTablesLeavesNoTableLine) {
+  TempDir d;
+  auto c = LoadConfig(WriteConfig(d, kHexKey, 0600));
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  ASSERT_EQ(c->devices[0].table.size(), 1u);
+  WipeDeviceTables(*c);
+  EXPECT_TRUE(c->devices[0].table.empty());
+  EXPECT_EQ(c->devices[0].name, "dk");  // only the secret part goes
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 
 #include "config/config.h"
 #include "daemon/engine.h"
+#include "tests/unit/daemon/engine_test_util.h"
 
 namespace ice::daemon {
 namespace {
@@ -22,15 +23,7 @@ class ControlHandlerTest : public ::testing::Test {
  protected:
   void SetUp() override {
     config::Config cfg;
-    config::HardwareConfig hw;
-    hw.name = "hw0";
-    hw.backing = "memory";
-    hw.size_bytes = 1 << 20;
-    hw.keyslots = 2;
-    hw.capabilities.Add(CryptoMode::kAes256Xts, 4096);
-    hw.capabilities.max_dun_bytes = 8;
-    hw.capabilities.key_types = static_cast<uint8_t>(KeyType::kRaw);
-    cfg.hardware.push_back(hw);
+    cfg.hardware.push_back(testing::XtsHardware("hw0"));
     cfg.devices.push_back({"lin0", {"0 2048 linear hw0 0"}});
     auto e = Engine::Create(cfg);
     ASSERT_TRUE(e.ok()) << e.status().ToString();

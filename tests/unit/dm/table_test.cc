@@ -284,5 +284,18 @@ TEST_F(TableTest, DevicesDiscardsAndUse) {
   EXPECT_FALSE((*nodiscard)->supports_discard());
 }
 
+// Hardening 8: config files with such lines must be private; only an inline key counts.
+TEST(TableLines, Hardening8_LineHoldsKeyOnlyForAnInlineKey) {
+  const std::string hex(128, 'a');
+  EXPECT_TRUE(LineHoldsKey("0 8 default-key aes-xts-plain64 " + hex + " 0 hw0 0"));
+  EXPECT_TRUE(
+      LineHoldsKey("  0   8 default-key aes-xts-plain64 " + hex + " 0 hw0 0 1 allow_discards"));
+  EXPECT_FALSE(LineHoldsKey("0 8 default-key aes-xts-plain64 :64:logon:k 0 hw0 0"));
+  EXPECT_FALSE(LineHoldsKey("0 8 linear hw0 0"));
+  EXPECT_FALSE(LineHoldsKey("0 8 default-key"));
+  EXPECT_FALSE(LineHoldsKey("# 0 8 default-key aes-xts-plain64 " + hex));
+  EXPECT_FALSE(LineHoldsKey(""));
+}
+
 }  // namespace
 }  // namespace ice::dm

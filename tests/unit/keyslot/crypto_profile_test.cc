@@ -555,6 +555,128 @@ TEST(CryptoProfile, K11_DestroyingAPassthroughProfileTwiceIsHarmless) {
   EXPECT_FALSE(p.capabilities().HasAnyMode());
 }
 
+// ---- Hardening 4: a dropped key leaves no mapping in any profile ----
+
+bool Maps(const CryptoProfile& p, const CryptoKey& key) {
+  for (const SlotState& s : p.Slots()) {
+    if (s.key_id == key.id()) return true;
+  }
+  return false;
+}
+
+// The kernel leaves eviction to the key's owner, who reaches only the devices below it now; here
+// the key's end evicts it from every profile it is in.
+TEST(CryptoProfile, Hardening4_DroppingAKeyEvictsItFromEveryProfileThatMapsIt) {
+  RecordingOps ops_a, ops_b, ops_c;
+  CryptoProfile a(XtsCaps(), 2, &ops_a), b(XtsCaps(), 2, &ops_b), c(XtsCaps(), 2, &ops_c);
+  KeyPtr key = MakeKey(1);
+  const uint64_t id = key->id();
+  Get(a, key);
+  Get(b, key);
+  ops_a.Clear();
+  ops_b.Clear();
+  key.reset();
+  EXPECT_EQ(ops_a.calls(), (std::vector<Call>{{'E', id, 0u}}));
+  EXPECT_EQ(ops_b.calls(), (std::vector<Call>{{'E', id, 0u}}));
+  EXPECT_TRUE(ops_c.calls().empty());  // it never held the key
+  for (const CryptoProfile* p : {&a, &b}) {
+    EXPECT_EQ(p->Slots()[0].key_id, 0u);
+    EXPECT_EQ(p->counters().evictions, 1u);
+  }
+  ops_a.Clear();
+  a.ReprogramAllKeys();  // a stale mapping would program freed memory here
+  EXPECT_TRUE(ops_a.calls().empty());
+}
+
+TEST(CryptoProfile, Hardening4_EvictEverywhereReachesEveryProfileAndKeepsK6) {
+  RecordingOps ops_a, ops_b;
+  CryptoProfile a(XtsCaps(), 2, &ops_a), b(XtsCaps(), 2, &ops_b);
+  const KeyPtr key = MakeKey(1), other = MakeKey(2);
+  Get(a, key);
+  Get(a, other);
+  Keyslot busy = Get(b, key);  // in use by I/O on b
+  ops_a.Clear();
+  ops_b.Clear();
+  // K6 on each: the idle slot of a is evicted; b's busy slot answers EBUSY with no hardware call
+  // and loses its mapping all the same.
+  EXPECT_EQ(CryptoProfile::EvictEverywhere(*key).code(), EBUSY);
+  EXPECT_EQ(ops_a.calls(), (std::vector<Call>{{'E', key->id(), 0u}}));
+  EXPECT_TRUE(ops_b.calls().empty());
+  EXPECT_FALSE(Maps(a, *key));
+  EXPECT_FALSE(Maps(b, *key));
+  EXPECT_TRUE(Maps(a, *other));
+  EXPECT_EQ(b.Slots()[0].refs, 1);
+  busy.Release();
+  EXPECT_TRUE(CryptoProfile::EvictEverywhere(*key).ok());  // in no slot now: nothing to do
+  EXPECT_EQ(ops_a.calls().size() + ops_b.calls().size(), 1u);
+}
+
+// A mapping moved by a later program (LRU victim) is recorded where it went.
+TEST(CryptoProfile, Hardening4_AKeyReplacedInItsSlotIsNotEvictedAgain) {
+  RecordingOps ops;
+  CryptoProfile p(XtsCaps(), 1, &ops);
+  KeyPtr a = MakeKey(1);
+  const KeyPtr b = MakeKey(2);
+  Get(p, a);
+  Get(p, b);  // takes a's slot
+  ops.Clear();
+  a.reset();
+  EXPECT_TRUE(ops.calls().empty());
+  EXPECT_TRUE(Maps(p, *b));
+}
+
+// A profile torn down before the key forgets it: the key's end touches nothing (ASan checks).
+TEST(CryptoProfile, Hardening4_AProfileDestroyedFirstIsForgottenByItsKeys) {
+  KeyPtr key = MakeKey(1);
+  RecordingOps ops;
+  {
+    auto p = std::make_unique<CryptoProfile>(XtsCaps(), 2, &ops);
+    Get(*p, key);
+  }
+  ops.Clear();
+  EXPECT_TRUE(CryptoProfile::EvictEverywhere(*key).ok());
+  key.reset();
+  EXPECT_TRUE(ops.calls().empty());
+}
+
+// Keys dropped, evicted everywhere and programmed while profiles come and go on other threads:
+// ThreadSanitizer checks the lock order (placement mutex, profile lock, key placement) and ASan
+// that no walk reaches a destroyed profile.
+TEST(CryptoProfileStress, Hardening4_KeysDroppedWhileProfilesComeAndGo) {
+  constexpr int kRounds = 2000;
+  RecordingOps ops;
+  CryptoProfile fixed(XtsCaps(), 2, &ops);
+  const KeyPtr shared = MakeKey(200);
+  std::atomic<bool> stop{false};
+  std::thread churn([&] {  // profiles that map the shared key, then go away
+    for (int i = 0; i < kRounds; ++i) {
+      CryptoProfile p(XtsCaps(), 2, &ops);
+      Get(p, shared);
+    }
+  });
+  std::thread evictor([&] {
+    while (!stop.load()) {
+      CryptoProfile::EvictEverywhere(*shared);
+      std::this_thread::yield();
+    }
+  });
+  std::thread droppers([&] {  // keys programmed in the fixed profile and dropped
+    for (int i = 0; i < kRounds; ++i) {
+      KeyPtr k = MakeKey(static_cast<uint8_t>(i));
+      Get(fixed, k);
+      Get(fixed, shared);
+    }
+  });
+  churn.join();
+  droppers.join();
+  stop.store(true);
+  evictor.join();
+  for (const SlotState& s : fixed.Slots()) {
+    EXPECT_TRUE(s.key_id == 0 || s.key_id == shared->id());
+    EXPECT_EQ(s.refs, 0);
+  }
+}
+
 // ---- Concurrency ----
 
 // Hardware double that checks the keyslot manager's promises to it: a slot is never programmed or
