@@ -14,14 +14,8 @@
 namespace ice::config {
 namespace {
 
-std::string SourceDir() {
-  return std::filesystem::path(__FILE__)
-      .parent_path()
-      .parent_path()
-      .parent_path()
-      .parent_path()
-      .string();
-}
+// From the build (tests/CMakeLists.txt): __FILE__ may be relative when ccache rewrites paths.
+std::string SourceDir() { return ICE_SOURCE_DIR; }
 
 class TempDir {
  public:
