@@ -8,9 +8,8 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 
-from e2e import ROOT, SEED, SOAK, Report, daemon, guarded, private_dir, write_key
+from e2e import ROOT, SEED, SOAK, Report, daemon, guarded, private_dir, run_script, write_key
 import ice_harness
 from ice_harness import device_toml, hardware_toml, key_toml, toml
 
@@ -26,15 +25,7 @@ r.what = "examples/crash-points.sh: ext4 and xfs --self-contained, a running dae
 def run(args, timeout, env=None):
     e = dict(os.environ, ICECTL=ice_harness.ICECTL, REPLAY_LOG=REPLAY, ICE_BUILD=ice_harness.BUILD)
     e.update(env or {})
-    p = subprocess.Popen([SCRIPT] + args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                         text=True, env=e, start_new_session=True)
-    try:
-        out, _ = p.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        p.terminate()  # the script cleans up on SIGTERM
-        out, _ = p.communicate(timeout=120)
-    sys.stdout.write(out)
-    return p.returncode, out
+    return run_script([SCRIPT] + args, e, timeout)
 
 
 def summary(out):
