@@ -6,6 +6,7 @@
 #include "dm/targets/error.h"
 #include "dm/targets/flakey.h"
 #include "dm/targets/linear.h"
+#include "dm/targets/log_writes.h"
 #include "dm/targets/striped.h"
 #include "dm/targets/zero.h"
 
@@ -13,8 +14,8 @@ namespace ice::dm {
 namespace {
 
 const TargetType* const kTargetTypes[] = {
-    &kLinearTarget, &kStripedTarget, &kZeroTarget, &kErrorTarget,
-    &kFlakeyTarget, &kDelayTarget,   &kDustTarget, &kDefaultKeyTarget,
+    &kLinearTarget, &kStripedTarget, &kZeroTarget,       &kErrorTarget,     &kFlakeyTarget,
+    &kDelayTarget,  &kDustTarget,    &kDefaultKeyTarget, &kLogWritesTarget,
 };
 
 }  // namespace

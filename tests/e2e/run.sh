@@ -36,6 +36,7 @@ limit_of() {
     test-fs-*.py) base=300 ;;
     test-examples.py) base=420 ;;
     test-crash-flakey.py) base=360 ;;
+    test-crash-points.py) base=420 ;;
     *) base=240 ;;
   esac
   [ "${ICE_E2E_SOAK:-0}" != 0 ] && base=$((base * 6))

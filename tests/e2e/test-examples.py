@@ -6,10 +6,8 @@ verified). examples/daemon-crash.py starts its own daemon: test-daemon-crash.py 
 test-attach.py runs examples/ice-attach."""
 import os
 import re
-import subprocess
-import sys
 
-from e2e import ROOT, SOAK, Report, daemon, guarded, write_key
+from e2e import ROOT, SOAK, Report, daemon, guarded, run_script, write_key
 import ice_harness
 from ice_harness import device_toml, hardware_toml, key_toml, toml
 
@@ -38,17 +36,10 @@ r.what = "examples/crash-consistency.sh (ext4, xfs), keyslot-thrash.sh, hw-reset
 
 def run_example(d, what, args, timeout):
     env = dict(os.environ, ICE_NBD_SOCKET=d.sock, ICE_SOCKET=d.ctl, ICECTL=ice_harness.ICECTL)
-    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                         env=env, start_new_session=True)
-    try:
-        out, _ = p.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        p.terminate()  # the examples clean up on SIGTERM
-        out, _ = p.communicate(timeout=120)
-    sys.stdout.write(out)
+    rc, out = run_script(args, env, timeout)
     last = out.strip().splitlines()[-1] if out.strip() else ""
-    r.check("%s: exit 0, last line PASS" % what, p.returncode == 0 and "PASS" in last,
-            "exit %s: %s" % (p.returncode, last))
+    r.check("%s: exit 0, last line PASS" % what, rc == 0 and "PASS" in last,
+            "exit %s: %s" % (rc, last))
     return out
 
 

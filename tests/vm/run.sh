@@ -6,8 +6,10 @@
 # repository root and ICE_ROOT / ICE_BUILD / ICE_SEED in its environment; it prints one line per
 # check, "PASS <what>" or "FAIL <what>: <why>", and exits non-zero when any check failed. A group
 # that never ran (boot failure, timeout, missing qemu or kernel) counts as a failed check, loudly.
-# ICE_BUILD in the guest is a snapshot of the build's nbdkit-ice-plugin.so and icectl (all a group
-# may use from it), taken when the tier starts: a rebuild while the tier runs changes nothing.
+# ICE_BUILD in the guest is a snapshot of the build's nbdkit-ice-plugin.so, icectl and replay-log
+# (all a group may use from it), taken when the tier starts: a rebuild while the tier runs changes
+# nothing. ICE_XFSTESTS_SRC, when set (an xfstests source tree), is passed on to the groups (the
+# logwrites group builds xfstests' replay-log from it; Debian has no package of it).
 #
 #   tests/vm/run.sh [GROUP...]    GROUP = the part after "group-", e.g. "dmsetup"
 set -uo pipefail
@@ -22,7 +24,7 @@ SNAP=$(mktemp -d /tmp/ice-vm-build.XXXXXX)
 trap 'rm -rf "$SNAP"' EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-for f in nbdkit-ice-plugin.so icectl; do
+for f in nbdkit-ice-plugin.so icectl replay-log; do
   if ! cp "$ICE_BUILD/$f" "$SNAP/$f"; then
     echo "FAIL vm: cannot copy $ICE_BUILD/$f (build first)"
     echo "vm: 0 passed, 1 failed"
@@ -37,6 +39,8 @@ else
   for g in "$HERE"/group-*.sh; do [ -e "$g" ] && groups+=("$g"); done
 fi
 
+XFSTESTS_ENV=()
+[ -n "${ICE_XFSTESTS_SRC:-}" ] && XFSTESTS_ENV=(--env "ICE_XFSTESTS_SRC=$ICE_XFSTESTS_SRC")
 pass=0 fail=0 start_all=$(date +%s)
 if [ ${#groups[@]} -eq 0 ]; then
   echo "FAIL vm: no group-*.sh found under $HERE"
@@ -50,6 +54,7 @@ for g in "${groups[@]}"; do
   echo "--- vm group $name (limit ${LIMIT}s, seed $SEED)"
   "$HERE/vmrun" --timeout "$LIMIT" --mem 3072 --cpus 2 --timing \
     --env "ICE_ROOT=$ROOT" --env "ICE_BUILD=$SNAP" --env "ICE_SEED=$SEED" \
+    "${XFSTESTS_ENV[@]}" \
     -- bash -c 'cd "$ICE_ROOT" && exec bash "$0"' "$g" >"$out" 2>"$err"
   rc=$?
   cat "$out"

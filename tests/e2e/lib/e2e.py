@@ -58,6 +58,21 @@ def sh(*cmd, timeout=120, check=True, input=None):
     return r
 
 
+def run_script(args, env, timeout):
+    """Runs a user-facing script (an example) in its own session with `env`; its output (stdout
+    and stderr together) is echoed and returned with its exit code. After `timeout` it gets
+    SIGTERM (the examples clean up on it) and two more minutes."""
+    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         env=env, start_new_session=True)
+    try:
+        out, _ = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.terminate()
+        out, _ = p.communicate(timeout=120)
+    sys.stdout.write(out)
+    return p.returncode, out
+
+
 def private_dir(prefix="ice-e2e-"):
     d = tempfile.mkdtemp(prefix=prefix)
     os.chmod(d, 0o700)
