@@ -9,13 +9,6 @@ Clock& Clock::Real() {
   return clock;
 }
 
-void Clock::SleepFor(Duration d) {
-  std::mutex mu;
-  std::condition_variable cv;
-  std::unique_lock lock(mu);
-  WaitUntil(lock, cv, Now() + d, [] { return false; });
-}
-
 bool SystemClock::WaitUntil(std::unique_lock<std::mutex>& lock, std::condition_variable& cv,
                             TimePoint deadline, const std::function<bool()>& done) {
   return cv.wait_until(lock, deadline, done);

@@ -99,6 +99,12 @@ DeviceRegistry::~DeviceRegistry() {
   }
 }
 
+Status DeviceRegistry::LockVerbs(std::unique_lock<std::timed_mutex>& lock, const Interrupt& stop,
+                                 const char* verb) {
+  lock = std::unique_lock(verbs_mu_, std::defer_lock);
+  return stop.Acquire(lock, verb);
+}
+
 Status DeviceRegistry::AddHardware(const std::string& name, std::shared_ptr<BlockDevice> device) {
   std::lock_guard v(verbs_mu_);
   if (!IsValidName(name)) return Status::Error(EINVAL, "invalid device name '" + name + "'");
@@ -177,9 +183,10 @@ int DeviceRegistry::Holders(const std::string& name, std::string* first_holder) 
   return n;
 }
 
-Status DeviceRegistry::Create(const std::string& name,
-                              const std::vector<std::string>& table_lines) {
-  std::lock_guard v(verbs_mu_);
+Status DeviceRegistry::Create(const std::string& name, const std::vector<std::string>& table_lines,
+                              const Interrupt& stop) {
+  std::unique_lock<std::timed_mutex> v;
+  ICE_RETURN_IF_ERROR(LockVerbs(v, stop, "create"));
   if (!IsValidName(name)) return Status::Error(EINVAL, "invalid device name '" + name + "'");
   {
     std::lock_guard g(mu_);
@@ -204,41 +211,37 @@ Status DeviceRegistry::Create(const std::string& name,
   return Status::Ok();
 }
 
-Status DeviceRegistry::Load(const std::string& name, const std::vector<std::string>& table_lines) {
-  std::lock_guard v(verbs_mu_);
+Status DeviceRegistry::Load(const std::string& name, const std::vector<std::string>& table_lines,
+                            const Interrupt& stop) {
+  std::unique_lock<std::timed_mutex> v;
+  ICE_RETURN_IF_ERROR(LockVerbs(v, stop, "load"));
   ICE_ASSIGN_OR_RETURN(std::shared_ptr<MappedDevice> md, FindMapped(name));
   ICE_ASSIGN_OR_RETURN(std::shared_ptr<dm::Table> table, BuildTable(name, table_lines));
   return md->Load(std::move(table));
 }
 
-Status DeviceRegistry::Clear(const std::string& name) {
-  std::lock_guard v(verbs_mu_);
+Status DeviceRegistry::Clear(const std::string& name, const Interrupt& stop) {
+  std::unique_lock<std::timed_mutex> v;
+  ICE_RETURN_IF_ERROR(LockVerbs(v, stop, "clear"));
   ICE_ASSIGN_OR_RETURN(std::shared_ptr<MappedDevice> md, FindMapped(name));
   md->ClearInactive();
   return Status::Ok();
 }
 
-Status DeviceRegistry::Suspend(const std::string& name) {
-  std::shared_ptr<MappedDevice> md;
-  {
-    std::lock_guard v(verbs_mu_);
-    ICE_ASSIGN_OR_RETURN(md, FindMapped(name));
-  }
-  md->Suspend();
-  return Status::Ok();
+Status DeviceRegistry::Suspend(const std::string& name, const Interrupt& stop) {
+  // A device removed meanwhile is kept alive by `md`; suspending it then changes nothing visible.
+  ICE_ASSIGN_OR_RETURN(std::shared_ptr<MappedDevice> md, FindMapped(name));
+  return md->Suspend(stop);
 }
 
-Status DeviceRegistry::Resume(const std::string& name) {
-  std::shared_ptr<MappedDevice> md;
-  {
-    std::lock_guard v(verbs_mu_);
-    ICE_ASSIGN_OR_RETURN(md, FindMapped(name));
-  }
-  return md->Resume();
+Status DeviceRegistry::Resume(const std::string& name, const Interrupt& stop) {
+  ICE_ASSIGN_OR_RETURN(std::shared_ptr<MappedDevice> md, FindMapped(name));
+  return md->Resume(stop);
 }
 
-Status DeviceRegistry::Remove(const std::string& name) {
-  std::lock_guard v(verbs_mu_);
+Status DeviceRegistry::Remove(const std::string& name, const Interrupt& stop) {
+  std::unique_lock<std::timed_mutex> v;
+  ICE_RETURN_IF_ERROR(LockVerbs(v, stop, "remove"));
   ICE_ASSIGN_OR_RETURN(std::shared_ptr<MappedDevice> md, FindMapped(name));
   // Tables change only under verbs_mu_ (or move between a device's own slots), so no new holder
   // can appear before the entry is gone.
@@ -317,8 +320,10 @@ Result<DeviceInfo> DeviceRegistry::Info(const std::string& name) {
 }
 
 Result<std::string> DeviceRegistry::Message(const std::string& name, uint64_t sector,
-                                            const std::vector<std::string>& words) {
-  std::lock_guard v(verbs_mu_);  // a message may change a target's state (P5)
+                                            const std::vector<std::string>& words,
+                                            const Interrupt& stop) {
+  std::unique_lock<std::timed_mutex> v;  // a message may change a target's state (P5)
+  ICE_RETURN_IF_ERROR(LockVerbs(v, stop, "message"));
   ICE_ASSIGN_OR_RETURN(std::shared_ptr<MappedDevice> md, FindMapped(name));
   if (words.empty()) return Status::Error(EINVAL, "empty message");
   std::shared_ptr<dm::Table> table = md->live_table();

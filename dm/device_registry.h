@@ -11,6 +11,7 @@
 
 #include "block/block_device.h"
 #include "block/clock.h"
+#include "block/interrupt.h"
 #include "dm/target.h"
 #include "keyslot/blk_crypto.h"
 #include "keyslot/key_registry.h"
@@ -64,17 +65,27 @@ class DeviceRegistry final : public DeviceLookup {
   // Registers a hardware (or any non-mapped) device. EEXIST / EINVAL for a taken or bad name.
   Status AddHardware(const std::string& name, std::shared_ptr<BlockDevice> device);
 
+  // The verbs below that change state are serialised (P5). Each waits only as long as `stop`
+  // lets it (for the verb before it, or for in-flight I/O to drain) and then fails with its
+  // error (ETIMEDOUT, ECANCELED), having changed nothing.
+  //
   // dmsetup create: a new mapped device; with table lines, loaded and resumed (all-or-nothing, P3).
-  Status Create(const std::string& name, const std::vector<std::string>& table_lines);
+  Status Create(const std::string& name, const std::vector<std::string>& table_lines,
+                const Interrupt& stop = Interrupt::Never());
   // dmsetup load: validates (D1, D3, D4) and stores the inactive table, replacing one already
   // loaded. A rejected table leaves the device exactly as it was.
-  Status Load(const std::string& name, const std::vector<std::string>& table_lines);
+  Status Load(const std::string& name, const std::vector<std::string>& table_lines,
+              const Interrupt& stop = Interrupt::Never());
   // dmsetup clear: drops the inactive table.
-  Status Clear(const std::string& name);
-  Status Suspend(const std::string& name);  // D2: stops dispatch, drains in-flight I/O
-  Status Resume(const std::string& name);   // D2, D5: swaps in the inactive table if any
+  Status Clear(const std::string& name, const Interrupt& stop = Interrupt::Never());
+  // D2: stops dispatch, drains in-flight I/O. Suspend and Resume are serialised per device only
+  // (the kernel's suspend_lock), not with the other verbs: a suspend that waits for I/O held by
+  // another suspended device must never keep that device's resume out.
+  Status Suspend(const std::string& name, const Interrupt& stop = Interrupt::Never());
+  // D2, D5: swaps in the inactive table if any.
+  Status Resume(const std::string& name, const Interrupt& stop = Interrupt::Never());
   // EBUSY while open by a connection or used by another device's table.
-  Status Remove(const std::string& name);
+  Status Remove(const std::string& name, const Interrupt& stop = Interrupt::Never());
 
   // dmsetup table [--inactive] / status: one line per target, "<start> <len> <type> <params>".
   Result<std::vector<std::string>> Table(const std::string& name, bool inactive = false);
@@ -82,7 +93,8 @@ class DeviceRegistry final : public DeviceLookup {
   Result<DeviceInfo> Info(const std::string& name);
   // dmsetup message NAME SECTOR WORDS…: to the target of the live table holding SECTOR.
   Result<std::string> Message(const std::string& name, uint64_t sector,
-                              const std::vector<std::string>& words);
+                              const std::vector<std::string>& words,
+                              const Interrupt& stop = Interrupt::Never());
   std::vector<DeviceInfo> List();
 
   Result<DeviceRef> Find(std::string_view name) override;
@@ -115,12 +127,16 @@ class DeviceRegistry final : public DeviceLookup {
                       const std::shared_ptr<BlockDevice>& device,
                       const std::shared_ptr<MappedDevice>& mapped, int open_count) const;
 
-  // Lock order: verbs_mu_, then mu_, then a mapped device's own locks. Suspend and Resume hold
-  // verbs_mu_ only to find the device: their drain may wait for I/O that is itself queued on
-  // another suspended device, which only a Resume of that device releases (the kernel, too, has
-  // only a per-device suspend lock there).
-  std::mutex verbs_mu_;    // serialises state-changing verbs (P5)
-  mutable std::mutex mu_;  // guards entries_ and each entry's open_count; held only briefly
+  // Takes verbs_mu_ for `verb`, or fails when `stop` fires first.
+  Status LockVerbs(std::unique_lock<std::timed_mutex>& lock, const Interrupt& stop,
+                   const char* verb);
+
+  // Lock order: verbs_mu_, then mu_, then a mapped device's own locks. Suspend and Resume do not
+  // take verbs_mu_: their drain may wait for I/O that is itself queued on another suspended
+  // device, which only a Resume of that device releases (the kernel, too, has only a per-device
+  // suspend lock there).
+  std::timed_mutex verbs_mu_;  // serialises state-changing verbs (P5)
+  mutable std::mutex mu_;      // guards entries_ and each entry's open_count; held only briefly
   std::map<std::string, std::unique_ptr<Entry>, std::less<>> entries_;
   bool shut_down_ = false;  // guarded by mu_
   KeyRegistry& keys_;

@@ -12,7 +12,7 @@ MappedDevice::MappedDevice(std::string name, BlkCrypto& blk) : name_(std::move(n
 
 MappedDevice::~MappedDevice() {
   std::lock_guard t(transition_mu_);
-  SuspendLocked();
+  (void)SuspendLocked(Interrupt::Never());  // nothing is in flight: cannot fail
 }
 
 // ---- I/O ------------------------------------------------------------------------------------
@@ -74,22 +74,25 @@ int64_t MappedDevice::InFlight() const {
 }
 
 Status MappedDevice::Submit(const IoRequest& req) {
+  // Hardening 6, the kernel's dm_submit_bio: no table fails the I/O before a suspend could hold
+  // it, so a suspended device that never had a table does not hold I/O forever.
+  if (live_ptr_.load(std::memory_order_acquire) == nullptr) return NoTable(req);
   const size_t shard = EnterIo();
   if (shard == kShutDown) {
     return Status::Error(ESHUTDOWN,
                          "device '" + name_ + "' is suspended and the daemon is stopping");
   }
+  // Checked again: a resume that failed may have left a suspended device without a table.
   Table* table = live_ptr_.load(std::memory_order_acquire);
-  Status s;
-  if (table == nullptr) {
-    ICE_LOG_RATELIMITED(spdlog::level::warn, "{}: {} I/O on a device with no live table", name_,
-                        IoOpName(req.op));
-    s = Status::Error(EIO, "device '" + name_ + "' has no live table");
-  } else {
-    s = MapToTable(*table, req);
-  }
+  Status s = table == nullptr ? NoTable(req) : MapToTable(*table, req);
   ExitIo(shard);
   return s;
+}
+
+Status MappedDevice::NoTable(const IoRequest& req) const {
+  ICE_LOG_RATELIMITED(spdlog::level::warn, "{}: {} I/O on a device with no live table", name_,
+                      IoOpName(req.op));
+  return Status::Error(EIO, "device '" + name_ + "' has no live table");
 }
 
 Status MappedDevice::MapToTable(Table& table, const IoRequest& req) {
@@ -202,13 +205,14 @@ std::vector<std::string> MappedDevice::UsedDeviceNames() const {
 
 // ---- suspend and resume ----------------------------------------------------------------------
 
-void MappedDevice::Suspend() {
-  std::lock_guard t(transition_mu_);
-  SuspendLocked();
+Status MappedDevice::Suspend(const Interrupt& stop) {
+  std::unique_lock t(transition_mu_, std::defer_lock);
+  ICE_RETURN_IF_ERROR(stop.Acquire(t, ("suspend of '" + name_ + "'").c_str()));
+  return SuspendLocked(stop);
 }
 
-void MappedDevice::SuspendLocked() {
-  if (suspended_.load(std::memory_order_relaxed)) return;
+Status MappedDevice::SuspendLocked(const Interrupt& stop) {
+  if (suspended_.load(std::memory_order_relaxed)) return Status::Ok();
   // As the kernel's __dm_suspend: presuspend hooks first (delay releases what it holds), then
   // block new dispatch and wait for what is in flight.
   Table* live = live_ptr_.load(std::memory_order_relaxed);
@@ -216,11 +220,31 @@ void MappedDevice::SuspendLocked() {
     for (size_t i = 0; i < live->num_targets(); ++i) live->entry(i).target->Presuspend();
   }
   blocked_.store(true, std::memory_order_seq_cst);
+  Status drained;
   {
     std::unique_lock g(gate_mu_);
-    gate_cv_.wait(g, [&] { return InFlight() == 0; });
+    drained = stop.Wait(
+        gate_cv_, g, [&] { return InFlight() == 0; }, ("suspend of '" + name_ + "'").c_str());
+  }
+  if (!drained.ok()) {
+    // Interrupted, as the kernel's __dm_suspend after an interrupted wait: dispatch resumes
+    // (queued I/O with it) and the targets' presuspend is undone.
+    OpenGate();
+    if (live != nullptr) {
+      for (size_t i = 0; i < live->num_targets(); ++i) live->entry(i).target->PresuspendUndo();
+    }
+    return drained;
   }
   suspended_.store(true, std::memory_order_release);
+  return Status::Ok();
+}
+
+void MappedDevice::OpenGate() {
+  {
+    std::lock_guard g(gate_mu_);
+    blocked_.store(false, std::memory_order_seq_cst);
+  }
+  gate_cv_.notify_all();
 }
 
 Status MappedDevice::SwapIn(const std::shared_ptr<Table>& next, std::shared_ptr<Table>* old) {
@@ -249,8 +273,9 @@ Status MappedDevice::SwapIn(const std::shared_ptr<Table>& next, std::shared_ptr<
   return Status::Ok();
 }
 
-Status MappedDevice::Resume() {
-  std::lock_guard t(transition_mu_);
+Status MappedDevice::Resume(const Interrupt& stop) {
+  std::unique_lock t(transition_mu_, std::defer_lock);
+  ICE_RETURN_IF_ERROR(stop.Acquire(t, ("resume of '" + name_ + "'").c_str()));
   std::shared_ptr<Table> next;
   {
     std::lock_guard g(state_mu_);
@@ -259,7 +284,14 @@ Status MappedDevice::Resume() {
   }
   std::shared_ptr<Table> old;  // destroyed after the resume, as the kernel's do_resume does
   if (next) {
-    SuspendLocked();
+    if (Status s = SuspendLocked(stop); !s.ok()) {
+      // The kernel's do_resume: the table goes back to the inactive slot unless another was
+      // loaded meanwhile, in which case this one is dropped.
+      std::lock_guard g(state_mu_);
+      if (!inactive_) inactive_ = std::move(next);
+      pending_.reset();
+      return s;
+    }
     Status s = SwapIn(next, &old);
     if (!s.ok()) {
       std::lock_guard g(state_mu_);
@@ -274,11 +306,7 @@ Status MappedDevice::Resume() {
   }
   for (size_t i = 0; i < live->num_targets(); ++i) live->entry(i).target->Resume();
   suspended_.store(false, std::memory_order_release);
-  {
-    std::lock_guard g(gate_mu_);
-    blocked_.store(false, std::memory_order_seq_cst);
-  }
-  gate_cv_.notify_all();
+  OpenGate();
   return Status::Ok();
 }
 

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "block/block_device.h"
+#include "block/interrupt.h"
 #include "dm/table.h"
 #include "keyslot/blk_crypto.h"
 #include "keyslot/crypto_profile.h"
@@ -49,8 +50,8 @@ class MappedDevice final : public BlockDevice, private KeyslotOps {
   // Splits `req` at target boundaries (D8) and maps each piece with its target; flushes go to
   // every target (all of them, even after a failure; the first error is returned). A crypto
   // request whose split point falls inside a data unit fails with EINVAL before any I/O. Blocks
-  // while suspended. EIO without a live table or beyond the device's end. Allocates nothing
-  // unless the request fails.
+  // while suspended. EIO without a live table (checked first, suspended or not, as the kernel's
+  // dm_submit_bio does) or beyond the device's end. Allocates nothing unless the request fails.
   Status Submit(const IoRequest& req) override;
   bool supports_discard() const override { return discard_.load(std::memory_order_acquire); }
   uint32_t logical_block_size() const override { return lbs_.load(std::memory_order_acquire); }
@@ -64,15 +65,20 @@ class MappedDevice final : public BlockDevice, private KeyslotOps {
   // `clear`: drops the inactive table, if any.
   void ClearInactive();
   // D2: presuspends the live table's targets, stops dispatching I/O and waits until none is in
-  // flight. No-op when already suspended.
-  void Suspend();
+  // flight. No-op when already suspended. When `stop` fires first (as a signal interrupts the
+  // kernel's suspend) the suspend is undone: dispatch resumes, the targets' PresuspendUndo hooks
+  // run, and its error (ETIMEDOUT, ECANCELED) is returned.
+  Status Suspend(const Interrupt& stop = Interrupt::Never());
   // D2, D5: with an inactive table, suspends if needed, swaps it in (checking again that the
   // devices below still hold it and that it keeps the device's capabilities; on failure the
   // table is discarded, the device stays suspended and the error is returned), expands the
   // device's capabilities to the table's, and then resumes: the live targets' Resume hooks run
   // and queued I/O proceeds. Without an inactive table: resumes a suspended device (EINVAL when
-  // it has no live table; it then stays suspended); no-op when not suspended.
-  Status Resume();
+  // it has no live table; it then stays suspended); no-op when not suspended. When `stop` fires
+  // while it waits for another Suspend or Resume, or for the drain of its own suspend, nothing
+  // changes: the table stays loaded (unless another was loaded meanwhile, as the kernel's
+  // do_resume) and the error is returned.
+  Status Resume(const Interrupt& stop = Interrupt::Never());
 
   bool suspended() const { return suspended_.load(std::memory_order_acquire); }
   // The daemon is stopping: from now on a request held by a suspend (now or later) fails with
@@ -98,15 +104,18 @@ class MappedDevice final : public BlockDevice, private KeyslotOps {
 
   Status MapToTable(Table& table, const IoRequest& req);
   Status FlushAll(Table& table, const IoRequest& req);
-  void SuspendLocked();  // REQUIRES: transition_mu_ held.
+  Status SuspendLocked(const Interrupt& stop);  // REQUIRES: transition_mu_ held.
+  void OpenGate();                              // lets queued and new I/O through
+  Status NoTable(const IoRequest& req) const;
   Status SwapIn(const std::shared_ptr<Table>& next,
                 std::shared_ptr<Table>* old);  // REQUIRES: transition_mu_ held, suspended.
 
   const std::string name_;
   BlkCrypto& blk_;
 
-  // Serialises Suspend and Resume (the kernel's md->suspend_lock).
-  std::mutex transition_mu_;
+  // Serialises Suspend and Resume (the kernel's md->suspend_lock). Timed, so that a verb waiting
+  // behind a blocked suspend can give up.
+  std::timed_mutex transition_mu_;
 
   // The dispatch gate. Submit adds itself to its thread's in-flight shard and then checks
   // blocked_; Suspend sets blocked_ and then waits for the shards to sum to 0. Both sides use

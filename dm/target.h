@@ -66,6 +66,8 @@ class Target {
   // Called when the device is being suspended, before in-flight I/O is drained (delay releases
   // what it holds), and after a resume made this target's table live.
   virtual void Presuspend() {}
+  // A suspend that was interrupted after Presuspend (the kernel's presuspend_undo).
+  virtual void PresuspendUndo() {}
   virtual void Resume() {}
 
   virtual bool supports_discard() const { return false; }

@@ -179,6 +179,7 @@ Result<Keyslot> CryptoProfile::GetKeyslot(const CryptoKey& key) {
     if (const auto index = FindAndGrab(id)) return Keyslot(this, *index);
   }
 
+  ops_->BeforeProgram();
   std::unique_lock exclusive(lock_);
   int victim;
   for (;;) {

@@ -22,6 +22,10 @@ namespace ice {
 class KeyslotOps {
  public:
   virtual ~KeyslotOps() = default;
+  // Called with no profile lock held when a get is about to take the exclusive lock to program
+  // a key (which another getter may have programmed by then). Slow hardware waits here, so that
+  // the profile's lock is never held while it waits (hits and control reads go on meanwhile).
+  virtual void BeforeProgram() {}
   virtual Status ProgramKey(const CryptoKey& key, unsigned slot) = 0;
   // `slot` is empty for a passthrough (0-slot) profile, which forwards the eviction below (K8).
   virtual Status EvictKey(const CryptoKey& key, std::optional<unsigned> slot) = 0;

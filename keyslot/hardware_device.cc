@@ -163,7 +163,12 @@ void HardwareDevice::Reset() {
       slot_ciphers_.resize(lost.size());
     }
     AtomicCounters::Inc(counters_->resets);
-    if (profile_ != nullptr) profile_->ReprogramAllKeys();  // K7
+    if (profile_ != nullptr) {
+      const auto slots = profile_->Slots();
+      WaitProgramLatency(static_cast<unsigned>(
+          std::count_if(slots.begin(), slots.end(), [](const SlotState& s) { return s.key_id; })));
+      profile_->ReprogramAllKeys();  // K7
+    }
   }
   {
     std::lock_guard lock(reset_mu_);
@@ -185,9 +190,25 @@ void HardwareDevice::FailNextEvictions(unsigned n) {
   fail_evictions_.store(n, std::memory_order_relaxed);
 }
 
-Status HardwareDevice::ProgramKey(const CryptoKey& key, unsigned slot) {
+void HardwareDevice::Shutdown() {
+  {
+    std::lock_guard lock(latency_mu_);
+    shut_down_ = true;
+  }
+  latency_cv_.notify_all();
+}
+
+void HardwareDevice::BeforeProgram() { WaitProgramLatency(1); }
+
+void HardwareDevice::WaitProgramLatency(unsigned n) {
   const int64_t latency_ns = program_latency_ns_.load(std::memory_order_relaxed);
-  if (latency_ns > 0) clock_.SleepFor(std::chrono::nanoseconds(latency_ns));
+  if (latency_ns <= 0 || n == 0) return;
+  std::unique_lock lock(latency_mu_);
+  clock_.WaitUntil(lock, latency_cv_, clock_.Now() + n * std::chrono::nanoseconds(latency_ns),
+                   [this] { return shut_down_; });
+}
+
+Status HardwareDevice::ProgramKey(const CryptoKey& key, unsigned slot) {
   // An injected failure leaves the register as it was: the old key stays usable (K5).
   if (TakeOne(fail_programs_)) return Status::Error(EIO, "keyslot programming failed (injected)");
   ICE_ASSIGN_OR_RETURN(std::unique_ptr<DataUnitCipher> cipher, DataUnitCipher::Create(key));

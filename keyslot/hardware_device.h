@@ -54,8 +54,13 @@ class HardwareDevice final : public BlockDevice, private KeyslotOps {
   void Reset();
   // The next `n` slot programs fail with EIO (K5).
   void FailNextPrograms(unsigned n);
-  // Every slot program takes `latency` longer (on this device's clock).
+  // Every slot program takes `latency` longer (on this device's clock). The device waits before
+  // the profile takes its lock (KeyslotOps::BeforeProgram), and a reset waits once for all the
+  // slots it reprograms while it holds crypto I/O back: no profile lock is held while it waits.
   void SetProgramLatency(Clock::Duration latency);
+  // The daemon is stopping: waits for programming latency end now (and later ones do not
+  // happen), so that no control verb outlives the daemon by hours. Irreversible; thread-safe.
+  void Shutdown();
   // The next `n` evictions fail with EIO (the mapping is dropped all the same, K6).
   void FailNextEvictions(unsigned n);
 
@@ -67,6 +72,9 @@ class HardwareDevice final : public BlockDevice, private KeyslotOps {
   unsigned num_slots() const { return profile_ ? profile_->num_slots() : 0; }
 
  private:
+  void BeforeProgram() override;
+  // Waits `n` programs' latency, or less if Shutdown() comes first.
+  void WaitProgramLatency(unsigned n);
   Status ProgramKey(const CryptoKey& key, unsigned slot) override;
   Status EvictKey(const CryptoKey& key, std::optional<unsigned> slot) override;
   Status SubmitCrypto(const IoRequest& req);
@@ -92,6 +100,9 @@ class HardwareDevice final : public BlockDevice, private KeyslotOps {
   std::atomic<unsigned> fail_programs_{0};
   std::atomic<unsigned> fail_evictions_{0};
   std::atomic<int64_t> program_latency_ns_{0};
+  std::mutex latency_mu_;  // with latency_cv_, lets Shutdown() end latency waits
+  std::condition_variable latency_cv_;
+  bool shut_down_ = false;  // guarded by latency_mu_
 
   struct AtomicCounters;
   std::unique_ptr<AtomicCounters> counters_;

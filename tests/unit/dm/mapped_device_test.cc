@@ -129,6 +129,99 @@ TEST_F(MappedDeviceTest, D2_SuspendWaitsForInFlightIo) {
   ASSERT_TRUE(md.Resume().ok());
 }
 
+// Hardening 3, as a signal interrupts the kernel's suspend: a suspend whose drain outlasts its
+// interrupt is undone (dispatch resumes, nothing stays queued) and says why.
+TEST_F(MappedDeviceTest, Hardening3_AnInterruptedSuspendIsUndone) {
+  MappedDevice md("md", blk_);
+  Activate(md, {"0 16 linear a 0"});
+  a_->Hold();
+  const auto data = Pattern(0, 4096, 2);
+  Status held;
+  std::thread io([&] { held = md.Submit(WriteReq(0, data)); });
+  ASSERT_TRUE(a_->WaitArrived(1));
+
+  Interrupt timeout;
+  timeout.SetDeadline(std::chrono::steady_clock::now() + std::chrono::milliseconds(50));
+  Status s = md.Suspend(timeout);
+  EXPECT_EQ(s.code(), ETIMEDOUT) << s.ToString();
+  EXPECT_NE(s.message().find("suspend of 'md'"), std::string::npos) << s.message();
+  EXPECT_FALSE(md.suspended());
+  EXPECT_FALSE(md.dispatch_blocked());
+
+  Interrupt cancel;
+  std::thread canceller([&] {
+    ASSERT_TRUE(Eventually([&] { return md.dispatch_blocked(); }));
+    cancel.Cancel();
+  });
+  EXPECT_EQ(md.Suspend(cancel).code(), ECANCELED);
+  canceller.join();
+  EXPECT_FALSE(md.dispatch_blocked());
+
+  // I/O is dispatched again while the held write is still in flight.
+  std::vector<uint8_t> back(4096);
+  std::thread reader([&] { EXPECT_TRUE(md.Submit(ReadReq(4096, back)).ok()); });
+  ASSERT_TRUE(a_->WaitArrived(2));
+  a_->Release();
+  io.join();
+  reader.join();
+  EXPECT_TRUE(held.ok()) << held.ToString();
+  EXPECT_TRUE(md.Suspend().ok());
+  EXPECT_TRUE(md.Resume().ok());
+}
+
+// Hardening 3: a resume that must suspend first, and whose drain is interrupted, changes nothing:
+// the device stays active and the loaded table stays loaded (the kernel's do_resume).
+TEST_F(MappedDeviceTest, Hardening3_AnInterruptedResumeKeepsItsTableLoaded) {
+  MappedDevice md("md", blk_);
+  Activate(md, {"0 16 linear a 0"});
+  ASSERT_TRUE(md.Load(Build({"0 16 linear b 0"})).ok());
+  a_->Hold();
+  std::thread io([&] { EXPECT_TRUE(md.Submit(WriteReq(0, Pattern(0, 4096, 2))).ok()); });
+  ASSERT_TRUE(a_->WaitArrived(1));
+  Interrupt timeout;
+  timeout.SetDeadline(std::chrono::steady_clock::now() + std::chrono::milliseconds(50));
+  EXPECT_EQ(md.Resume(timeout).code(), ETIMEDOUT);
+  EXPECT_FALSE(md.suspended());
+  ASSERT_NE(md.inactive_table(), nullptr);
+  EXPECT_TRUE(md.live_table()->Uses("a"));
+  a_->Release();
+  io.join();
+  ASSERT_TRUE(md.Resume().ok());
+  EXPECT_TRUE(md.live_table()->Uses("b"));
+}
+
+// Hardening 3: a verb waiting behind a blocked suspend of the same device (the kernel's
+// suspend_lock) gives up when its interrupt fires.
+TEST_F(MappedDeviceTest, Hardening3_AVerbWaitingBehindABlockedSuspendGivesUp) {
+  MappedDevice md("md", blk_);
+  Activate(md, {"0 16 linear a 0"});
+  a_->Hold();
+  std::thread io([&] { EXPECT_TRUE(md.Submit(WriteReq(0, Pattern(0, 4096, 2))).ok()); });
+  ASSERT_TRUE(a_->WaitArrived(1));
+  std::thread suspender([&] { EXPECT_TRUE(md.Suspend().ok()); });
+  ASSERT_TRUE(Eventually([&] { return md.dispatch_blocked(); }));
+  for (auto verb : {&MappedDevice::Suspend, &MappedDevice::Resume}) {
+    Interrupt timeout;
+    timeout.SetDeadline(std::chrono::steady_clock::now() + std::chrono::milliseconds(30));
+    EXPECT_EQ((md.*verb)(timeout).code(), ETIMEDOUT);
+  }
+  a_->Release();
+  io.join();
+  suspender.join();
+  EXPECT_TRUE(md.suspended());
+  EXPECT_TRUE(md.Resume().ok());
+}
+
+// Hardening 6, the kernel's dm_submit_bio: no table fails I/O before a suspend could hold it.
+TEST_F(MappedDeviceTest, Hardening6_ASuspendedDeviceWithoutTableFailsIoAtOnce) {
+  MappedDevice md("md", blk_);
+  ASSERT_TRUE(md.Suspend().ok());
+  std::vector<uint8_t> back(4096);
+  EXPECT_EQ(md.Submit(ReadReq(0, back)).code(), EIO);
+  EXPECT_EQ(md.Submit(FlushReq()).code(), EIO);
+  EXPECT_EQ(md.queued_requests(), 0);
+}
+
 TEST_F(MappedDeviceTest, D2_IoDuringSuspendIsQueuedAndCompletesAfterResume) {
   MappedDevice md("md", blk_);
   Activate(md, {"0 16 linear a 0"});

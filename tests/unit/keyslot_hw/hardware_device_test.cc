@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <future>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -320,6 +321,78 @@ TEST(HardwareDevice, H3_ProgramLatencyOnTheDevicesClock) {
   std::vector<uint8_t> back(4096);
   EXPECT_TRUE(Read(*hw, 0, back, key.get()).ok());  // a hit: would block forever if it slept
   EXPECT_EQ(hw->counters().slot_hits, 1u);
+}
+
+// Whether `fn` returns while another thread waits on the hardware: run on its own thread and
+// given far more time than it needs, so that a lock held across the wait shows as a failure
+// rather than a hung suite (a hang detector, not a timing goal).
+template <typename Fn>
+bool ReturnsMeanwhile(Fn fn) {
+  auto done = std::async(std::launch::async, fn);
+  const bool returned = done.wait_for(std::chrono::seconds(20)) == std::future_status::ready;
+  if (!returned) ADD_FAILURE() << "blocked while the hardware waits (a lock is held)";
+  return returned;
+}
+
+// Hardening 3: programming latency is waited out before the profile's lock is taken, so that
+// hits, hw info (slots, counters) and other keys' I/O go on while a slow program waits.
+TEST(HardwareDevice, Hardening3_ProgramLatencyHoldsNoProfileLock) {
+  ManualClock clock;
+  auto hw = MakeHw(2, testing::Caps(kXts, 4096), clock);
+  auto resident = MakeKey(kXts, 4096, 8, 1);
+  ASSERT_TRUE(Write(*hw, 0, Pattern(4096, 1), resident.get()).ok());
+  hw->SetProgramLatency(std::chrono::seconds(15));
+  auto slow = MakeKey(kXts, 4096, 8, 2);
+  std::thread writer([&] { EXPECT_TRUE(Write(*hw, 4096, Pattern(4096, 2), slow.get()).ok()); });
+  ASSERT_TRUE(testing::WaitFor([&] { return clock.waiters() == 1; }));
+  if (ReturnsMeanwhile([&] {
+        std::vector<uint8_t> back(4096);
+        EXPECT_TRUE(Read(*hw, 0, back, resident.get()).ok());  // a hit
+        EXPECT_EQ(hw->slots().size(), 2u);
+        EXPECT_EQ(hw->counters().slot_programs, 1u);
+      })) {
+    clock.Advance(std::chrono::seconds(15));
+  } else {
+    hw->Shutdown();  // lets the writer finish so that the test can end
+  }
+  writer.join();
+  EXPECT_EQ(hw->counters().slot_programs, 2u);
+}
+
+// Hardening 3: a reset waits out the latency of every slot it reprograms while crypto I/O is held
+// back (H3, K7), but holds no profile lock meanwhile: hw info is served.
+TEST(HardwareDevice, Hardening3_ResetWaitsLatencyWithoutProfileLock) {
+  ManualClock clock;
+  auto hw = MakeHw(2, testing::Caps(kXts, 4096), clock);
+  auto a = MakeKey(kXts, 4096, 8, 1), b = MakeKey(kXts, 4096, 8, 2);
+  ASSERT_TRUE(Write(*hw, 0, Pattern(4096, 1), a.get()).ok());
+  ASSERT_TRUE(Write(*hw, 4096, Pattern(4096, 2), b.get()).ok());
+  hw->SetProgramLatency(std::chrono::seconds(10));
+  std::thread resetter([&] { hw->Reset(); });
+  ASSERT_TRUE(testing::WaitFor([&] { return clock.waiters() == 1; }));
+  ReturnsMeanwhile([&] {
+    EXPECT_EQ(hw->slots().size(), 2u);
+    (void)hw->counters();
+  });
+  clock.Advance(std::chrono::seconds(19));  // two slots: 20 s in all
+  EXPECT_EQ(clock.waiters(), 1);
+  clock.Advance(std::chrono::seconds(1));
+  resetter.join();
+  std::vector<uint8_t> back(4096);
+  ASSERT_TRUE(Read(*hw, 4096, back, b.get()).ok());
+  EXPECT_EQ(back, Pattern(4096, 2));
+}
+
+// Hardening 3: the daemon's stop ends latency waits at once, so that no verb outlives it.
+TEST(HardwareDevice, Hardening3_ShutdownEndsLatencyWaits) {
+  auto hw = MakeHw(1, testing::Caps(kXts, 4096));
+  hw->SetProgramLatency(std::chrono::hours(1));
+  auto key = MakeKey(kXts, 4096);
+  Status status;
+  std::thread writer([&] { status = Write(*hw, 0, Pattern(4096, 1), key.get()); });
+  hw->Shutdown();
+  writer.join();  // would take an hour without the shutdown
+  EXPECT_TRUE(status.ok()) << status.ToString();
 }
 
 TEST(HardwareDevice, H4_CountersByDirection) {
