@@ -143,12 +143,14 @@ Result<std::string> ReceiveLine(int fd, const std::string& path, std::chrono::mi
 
 }  // namespace
 
-Result<std::string> RequestLine(std::string_view verb, const Json& args, int64_t id) {
+Result<std::string> RequestLine(std::string_view verb, const Json& args, int64_t id,
+                                std::chrono::milliseconds daemon_timeout) {
   Json req = Json::object();
   req["v"] = kProtocolVersion;
   req["id"] = id;
   req["verb"] = verb;
-  req["args"] = args;
+  if (daemon_timeout.count() > 0) req["timeout_ms"] = daemon_timeout.count();
+  req["args"] = args;  // last: SecretRequestLine appends to it
   try {
     return req.dump() + "\n";
   } catch (const Json::type_error&) {
@@ -156,11 +158,19 @@ Result<std::string> RequestLine(std::string_view verb, const Json& args, int64_t
   }
 }
 
+std::chrono::milliseconds DaemonTimeout(std::chrono::milliseconds client_timeout) {
+  // A tenth of the client's time, at most a second, is left for the reply to arrive.
+  const auto margin =
+      std::min<std::chrono::milliseconds>(client_timeout / 10, std::chrono::seconds(1));
+  return std::max<std::chrono::milliseconds>(client_timeout - margin, std::chrono::milliseconds(1));
+}
+
 Result<SecretBuffer> SecretRequestLine(std::string_view verb, const Json& args, int64_t id,
-                                       std::string_view secret_name, std::string_view secret_hex) {
+                                       std::string_view secret_name, std::string_view secret_hex,
+                                       std::chrono::milliseconds daemon_timeout) {
   // Everything but the secret goes through the JSON library; the secret is spliced in as the last
   // member of "args" (hex needs no escaping), into a buffer sized once.
-  ICE_ASSIGN_OR_RETURN(std::string head, RequestLine(verb, args, id));
+  ICE_ASSIGN_OR_RETURN(std::string head, RequestLine(verb, args, id, daemon_timeout));
   // head ends with "}}\n": the args object's brace, the request's, the newline.
   head.resize(head.size() - 3);
   const std::string name = Json(secret_name).dump();

@@ -32,15 +32,23 @@ struct Reply {
   std::string error_message;  // !ok: one human line (as sent; may hold newlines)
 };
 
-// The request line ("…\n") for `verb` with `args` (an object) and `id`. EINVAL when a string in
-// `args` is not valid UTF-8 (JSON cannot carry it).
-Result<std::string> RequestLine(std::string_view verb, const Json& args, int64_t id);
+// The request line ("…\n") for `verb` with `args` (an object) and `id`; with a `daemon_timeout`
+// (> 0) the daemon gives up waiting after it, undoing what the verb began ("timeout_ms"). EINVAL
+// when a string in `args` is not valid UTF-8 (JSON cannot carry it).
+Result<std::string> RequestLine(std::string_view verb, const Json& args, int64_t id,
+                                std::chrono::milliseconds daemon_timeout = {});
 
 // RequestLine with one more argument, `secret_name`: `secret_hex`, put last in `args`, built in a
 // SecretBuffer so that the secret is never copied into memory that is not wiped (P4).
 // REQUIRES: secret_hex holds only hex digits; secret_name is not a key of `args`.
 Result<SecretBuffer> SecretRequestLine(std::string_view verb, const Json& args, int64_t id,
-                                       std::string_view secret_name, std::string_view secret_hex);
+                                       std::string_view secret_name, std::string_view secret_hex,
+                                       std::chrono::milliseconds daemon_timeout = {});
+
+// How long the daemon may wait for a verb when the client waits `client_timeout` for the reply:
+// long enough to be useful, short enough that the daemon's ETIMEDOUT reply (the verb undone)
+// arrives before the client gives up.
+std::chrono::milliseconds DaemonTimeout(std::chrono::milliseconds client_timeout);
 
 // Checks one reply line (without its newline) against the protocol: a JSON object with "v": 1,
 // "ok" a boolean, "id" equal to `expected_id` (or null/absent on an error reply, which the daemon

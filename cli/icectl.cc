@@ -66,7 +66,9 @@ class CommandLine {
         "--socket", v_.socket,
         std::string("control socket (default: $ICE_SOCKET, else ") + kDefaultSocket + ")");
     app_.add_flag("--json", v_.json, "print the reply's result as one JSON document");
-    app_.add_option("--timeout", v_.timeout_s, "seconds to wait for the daemon (default 30)")
+    app_.add_option("--timeout", v_.timeout_s,
+                    "seconds to wait for the daemon (default 30); a verb that cannot finish "
+                    "sooner (a suspend waiting for I/O) is undone and fails with ETIMEDOUT")
         ->check(CLI::Range(0.001, 86400.0));
     AddDeviceVerbs();
     AddKeyVerbs();
@@ -307,11 +309,12 @@ int Execute(const Invocation& inv, int stdin_fd, std::ostream& out, std::ostream
     auto key = ReadKeyFile(*inv.key_file, stdin_fd);
     if (!key.ok()) return Fail(err, key.status().message(), kExitFailed);
     const SecretBuffer hex = HexEncode(key->view());
-    auto line = SecretRequestLine(inv.verb, args, kId, "key_hex", hex.view());
+    auto line =
+        SecretRequestLine(inv.verb, args, kId, "key_hex", hex.view(), DaemonTimeout(inv.timeout));
     if (!line.ok()) return Fail(err, line.status().message(), kExitUsage);
     secret_line.emplace(std::move(*line));
   } else {
-    auto line = RequestLine(inv.verb, args, kId);
+    auto line = RequestLine(inv.verb, args, kId, DaemonTimeout(inv.timeout));
     if (!line.ok()) return Fail(err, line.status().message(), kExitUsage);
     plain_line = std::move(*line);
   }

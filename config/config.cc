@@ -104,9 +104,10 @@ Result<CryptoMode> GetMode(const SchemaError& err, const toml::table& t, const s
 }
 
 Status ParseDaemon(const SchemaError& err, const toml::table& t, DaemonConfig& d) {
-  ICE_RETURN_IF_ERROR(CheckKeys(err, t, "[daemon]",
-                                {"control_socket", "log_level", "log_target", "allowed_uids",
-                                 "default_export", "fallback_slots", "control_idle_timeout_s"}));
+  ICE_RETURN_IF_ERROR(
+      CheckKeys(err, t, "[daemon]",
+                {"control_socket", "log_level", "log_target", "allowed_uids", "default_export",
+                 "fallback_slots", "control_idle_timeout_s", "control_max_clients"}));
   const std::string w = "[daemon]";
   if (t.get("control_socket")) {
     ICE_ASSIGN_OR_RETURN(d.control_socket, GetString(err, t, "control_socket", w, true));
@@ -142,6 +143,9 @@ Status ParseDaemon(const SchemaError& err, const toml::table& t, DaemonConfig& d
   ICE_ASSIGN_OR_RETURN(int64_t idle,
                        GetInt(err, t, "control_idle_timeout_s", w, false, 60, 1, 86400));
   d.control_idle_timeout_s = static_cast<unsigned>(idle);
+  ICE_ASSIGN_OR_RETURN(int64_t clients,
+                       GetInt(err, t, "control_max_clients", w, false, 64, 1, 4096));
+  d.control_max_clients = static_cast<unsigned>(clients);
   return Status::Ok();
 }
 

@@ -23,6 +23,7 @@ struct DaemonConfig {
   std::string default_export;       // the export the empty name maps to, "" = refuse (N1)
   unsigned fallback_slots = 100;    // F2
   unsigned control_idle_timeout_s = 60;
+  unsigned control_max_clients = 64;  // control connections served at once (hardening 5)
 };
 
 struct HardwareConfig {

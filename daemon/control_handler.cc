@@ -3,6 +3,7 @@
 #include <openssl/crypto.h>
 
 #include <cerrno>
+#include <chrono>
 #include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -182,14 +183,14 @@ Result<std::vector<uint8_t>> DecodeHex(const std::string& hex) {
   return out;
 }
 
-using Verb = std::function<Result<json>(Engine&, const Args&)>;
+using Verb = std::function<Result<json>(Engine&, const Args&, const Interrupt&)>;
 
 Result<json> Empty(const Status& s) {
   if (!s.ok()) return s;
   return json::object();
 }
 
-Result<json> KeyAdd(Engine& e, const Args& a) {
+Result<json> KeyAdd(Engine& e, const Args& a, const Interrupt&) {
   ICE_RETURN_IF_ERROR(a.Only({"name", "mode", "data_unit_size", "dun_bytes", "key_hex"}));
   ICE_ASSIGN_OR_RETURN(std::string name, a.String("name"));
   ICE_ASSIGN_OR_RETURN(std::string mode_name, a.String("mode"));
@@ -210,59 +211,59 @@ Result<json> KeyAdd(Engine& e, const Args& a) {
 const std::map<std::string, Verb>& Verbs() {
   static const std::map<std::string, Verb> kVerbs = {
       {"version",
-       [](Engine&, const Args& a) -> Result<json> {
+       [](Engine&, const Args& a, const Interrupt&) -> Result<json> {
          ICE_RETURN_IF_ERROR(a.Only({}));
          return json{{"protocol", ControlHandler::kProtocolVersion}, {"version", "0.1.0"}};
        }},
       {"ls",
-       [](Engine& e, const Args& a) -> Result<json> {
+       [](Engine& e, const Args& a, const Interrupt&) -> Result<json> {
          ICE_RETURN_IF_ERROR(a.Only({}));
          json list = json::array();
          for (const auto& i : e.devices().List()) list.push_back(InfoJson(e, i));
          return json{{"devices", list}};
        }},
       {"create",
-       [](Engine& e, const Args& a) -> Result<json> {
+       [](Engine& e, const Args& a, const Interrupt& stop) -> Result<json> {
          ICE_RETURN_IF_ERROR(a.Only({"name", "table"}));
          ICE_ASSIGN_OR_RETURN(std::string name, a.String("name"));
          ICE_ASSIGN_OR_RETURN(auto table, a.Strings("table", false));
-         Status s = e.devices().Create(name, table);
+         Status s = e.devices().Create(name, table, stop);
          if (s.ok()) e.MinorOf(name);
          return Empty(s);
        }},
       {"load",
-       [](Engine& e, const Args& a) -> Result<json> {
+       [](Engine& e, const Args& a, const Interrupt& stop) -> Result<json> {
          ICE_RETURN_IF_ERROR(a.Only({"name", "table"}));
          ICE_ASSIGN_OR_RETURN(std::string name, a.String("name"));
          ICE_ASSIGN_OR_RETURN(auto table, a.Strings("table", true));
-         return Empty(e.devices().Load(name, table));
+         return Empty(e.devices().Load(name, table, stop));
        }},
       {"clear",
-       [](Engine& e, const Args& a) -> Result<json> {
+       [](Engine& e, const Args& a, const Interrupt& stop) -> Result<json> {
          ICE_RETURN_IF_ERROR(a.Only({"name"}));
          ICE_ASSIGN_OR_RETURN(std::string name, a.String("name"));
-         return Empty(e.devices().Clear(name));
+         return Empty(e.devices().Clear(name, stop));
        }},
       {"suspend",
-       [](Engine& e, const Args& a) -> Result<json> {
+       [](Engine& e, const Args& a, const Interrupt& stop) -> Result<json> {
          ICE_RETURN_IF_ERROR(a.Only({"name"}));
          ICE_ASSIGN_OR_RETURN(std::string name, a.String("name"));
-         return Empty(e.devices().Suspend(name));
+         return Empty(e.devices().Suspend(name, stop));
        }},
       {"resume",
-       [](Engine& e, const Args& a) -> Result<json> {
+       [](Engine& e, const Args& a, const Interrupt& stop) -> Result<json> {
          ICE_RETURN_IF_ERROR(a.Only({"name"}));
          ICE_ASSIGN_OR_RETURN(std::string name, a.String("name"));
-         return Empty(e.devices().Resume(name));
+         return Empty(e.devices().Resume(name, stop));
        }},
       {"remove",
-       [](Engine& e, const Args& a) -> Result<json> {
+       [](Engine& e, const Args& a, const Interrupt& stop) -> Result<json> {
          ICE_RETURN_IF_ERROR(a.Only({"name"}));
          ICE_ASSIGN_OR_RETURN(std::string name, a.String("name"));
-         return Empty(e.devices().Remove(name));
+         return Empty(e.devices().Remove(name, stop));
        }},
       {"table",
-       [](Engine& e, const Args& a) -> Result<json> {
+       [](Engine& e, const Args& a, const Interrupt&) -> Result<json> {
          ICE_RETURN_IF_ERROR(a.Only({"name", "inactive"}));
          ICE_ASSIGN_OR_RETURN(std::string name, a.String("name"));
          ICE_ASSIGN_OR_RETURN(bool inactive, a.Bool("inactive", false));
@@ -270,39 +271,40 @@ const std::map<std::string, Verb>& Verbs() {
          return json{{"lines", lines}};
        }},
       {"status",
-       [](Engine& e, const Args& a) -> Result<json> {
+       [](Engine& e, const Args& a, const Interrupt&) -> Result<json> {
          ICE_RETURN_IF_ERROR(a.Only({"name"}));
          ICE_ASSIGN_OR_RETURN(std::string name, a.String("name"));
          ICE_ASSIGN_OR_RETURN(auto lines, e.devices().StatusLines(name));
          return json{{"lines", lines}};
        }},
       {"info",
-       [](Engine& e, const Args& a) -> Result<json> {
+       [](Engine& e, const Args& a, const Interrupt&) -> Result<json> {
          ICE_RETURN_IF_ERROR(a.Only({"name"}));
          ICE_ASSIGN_OR_RETURN(std::string name, a.String("name"));
          ICE_ASSIGN_OR_RETURN(auto info, e.devices().Info(name));
          return InfoJson(e, info);
        }},
       {"message",
-       [](Engine& e, const Args& a) -> Result<json> {
+       [](Engine& e, const Args& a, const Interrupt& stop) -> Result<json> {
          ICE_RETURN_IF_ERROR(a.Only({"name", "sector", "words"}));
          ICE_ASSIGN_OR_RETURN(std::string name, a.String("name"));
          ICE_ASSIGN_OR_RETURN(int64_t sector, a.Int("sector", std::nullopt, 0, INT64_MAX));
          ICE_ASSIGN_OR_RETURN(auto words, a.Strings("words", true));
          if (words.empty()) return BadArg("message: no message words");
-         ICE_ASSIGN_OR_RETURN(std::string reply,
-                              e.devices().Message(name, static_cast<uint64_t>(sector), words));
+         ICE_ASSIGN_OR_RETURN(
+             std::string reply,
+             e.devices().Message(name, static_cast<uint64_t>(sector), words, stop));
          return json{{"reply", reply}};
        }},
       {"key.add", KeyAdd},
       {"key.rm",
-       [](Engine& e, const Args& a) -> Result<json> {
+       [](Engine& e, const Args& a, const Interrupt&) -> Result<json> {
          ICE_RETURN_IF_ERROR(a.Only({"name"}));
          ICE_ASSIGN_OR_RETURN(std::string name, a.String("name"));
          return Empty(e.RemoveKey(name));
        }},
       {"key.ls",
-       [](Engine& e, const Args& a) -> Result<json> {
+       [](Engine& e, const Args& a, const Interrupt&) -> Result<json> {
          ICE_RETURN_IF_ERROR(a.Only({}));
          json keys = json::array();
          for (const auto& k : e.keys().List()) {
@@ -315,14 +317,14 @@ const std::map<std::string, Verb>& Verbs() {
          return json{{"keys", keys}};
        }},
       {"hw.ls",
-       [](Engine& e, const Args& a) -> Result<json> {
+       [](Engine& e, const Args& a, const Interrupt&) -> Result<json> {
          ICE_RETURN_IF_ERROR(a.Only({}));
          json list = json::array();
          for (const auto& hw : e.hardware()) list.push_back(HwJson(e, hw));
          return json{{"hardware", list}, {"daemon", DaemonJson()}};
        }},
       {"hw.info",
-       [](Engine& e, const Args& a) -> Result<json> {
+       [](Engine& e, const Args& a, const Interrupt&) -> Result<json> {
          ICE_RETURN_IF_ERROR(a.Only({"name"}));
          ICE_ASSIGN_OR_RETURN(const HardwareEntry* hw, FindHw(e, a));
          json info = HwJson(e, *hw);
@@ -330,14 +332,14 @@ const std::map<std::string, Verb>& Verbs() {
          return info;
        }},
       {"hw.reset",
-       [](Engine& e, const Args& a) -> Result<json> {
+       [](Engine& e, const Args& a, const Interrupt&) -> Result<json> {
          ICE_RETURN_IF_ERROR(a.Only({"name"}));
          ICE_ASSIGN_OR_RETURN(const HardwareEntry* hw, FindHw(e, a));
          hw->device->Reset();
          return json::object();
        }},
       {"hw.fault",
-       [](Engine& e, const Args& a) -> Result<json> {
+       [](Engine& e, const Args& a, const Interrupt&) -> Result<json> {
          ICE_RETURN_IF_ERROR(
              a.Only({"name", "fail_programs", "program_latency_ms", "fail_evictions"}));
          ICE_ASSIGN_OR_RETURN(const HardwareEntry* hw, FindHw(e, a));
@@ -354,7 +356,7 @@ const std::map<std::string, Verb>& Verbs() {
          return json::object();
        }},
       {"export.check",
-       [](Engine& e, const Args& a) -> Result<json> {
+       [](Engine& e, const Args& a, const Interrupt&) -> Result<json> {
          ICE_RETURN_IF_ERROR(a.Only({"export"}));
          ICE_ASSIGN_OR_RETURN(std::string name, a.String("export"));
          ICE_ASSIGN_OR_RETURN(auto exp, e.OpenExport(name));
@@ -365,7 +367,7 @@ const std::map<std::string, Verb>& Verbs() {
                      {"trim", exp->can_trim()}};
        }},
       {"metrics",
-       [](Engine& e, const Args& a) -> Result<json> {
+       [](Engine& e, const Args& a, const Interrupt&) -> Result<json> {
          ICE_RETURN_IF_ERROR(a.Only({}));
          return json{{"text", e.MetricsText()}};
        }},
@@ -375,21 +377,51 @@ const std::map<std::string, Verb>& Verbs() {
 
 }  // namespace
 
+std::string ControlHandler::ErrorReply(const Status& s) { return Reply(nullptr, s); }
+
 std::string ControlHandler::TooLargeReply() {
-  return Reply(nullptr, Status::Error(E2BIG, "request line exceeds 1 MiB"));
+  return ErrorReply(Status::Error(E2BIG, "request line exceeds 1 MiB"));
 }
 
 std::string ControlHandler::Handle(std::string_view line) {
+  Interrupt never_cancelled;
+  return Handle(line, never_cancelled);
+}
+
+std::string ControlHandler::Handle(std::string_view line, Interrupt& stop) {
   json id = nullptr;
   try {
-    json req = json::parse(line, nullptr, /*allow_exceptions=*/false);
+    // Hardening 2: values nested deeper than any request needs are dropped while parsing, so no
+    // later walk of the document (copy, dump, destruction) can recurse without bound.
+    bool too_deep = false;
+    const json::parser_callback_t bound = [&](int depth, json::parse_event_t, json&) {
+      if (depth > kMaxDepth) too_deep = true;
+      return depth <= kMaxDepth;
+    };
+    json req = json::parse(line, bound, /*allow_exceptions=*/false);
     if (req.is_discarded()) return Reply(id, Status::Error(EINVAL, "request is not valid JSON"));
+    if (too_deep) {
+      return Reply(id, Status::Error(EINVAL, "request nests deeper than " +
+                                                 std::to_string(kMaxDepth) + " levels"));
+    }
     if (!req.is_object()) return Reply(id, Status::Error(EINVAL, "request is not a JSON object"));
-    if (req.contains("id")) id = req["id"];
+    if (req.contains("id")) {
+      if (req["id"].is_structured())
+        return Reply(id, Status::Error(EINVAL, "id must be a number, a string or null"));
+      id = req["id"];
+    }
     if (!req.contains("v") || req["v"] != kProtocolVersion)
       return Reply(id, Status::Error(EPROTO, "protocol version must be 1"));
     if (!req.contains("verb") || !req["verb"].is_string())
       return Reply(id, Status::Error(EINVAL, "request has no verb"));
+    if (req.contains("timeout_ms")) {
+      const json& t = req["timeout_ms"];
+      if (!t.is_number_integer() || t.get<int64_t>() < 1 || t.get<int64_t>() > kMaxTimeoutMs)
+        return Reply(id, Status::Error(EINVAL, "timeout_ms must be an integer from 1 to " +
+                                                   std::to_string(kMaxTimeoutMs)));
+      stop.SetDeadline(std::chrono::steady_clock::now() +
+                       std::chrono::milliseconds(t.get<int64_t>()));
+    }
     const std::string verb = req["verb"].get<std::string>();
     static const json kNoArgs = json::object();
     const json& args = req.contains("args") ? req["args"] : kNoArgs;
@@ -397,7 +429,7 @@ std::string ControlHandler::Handle(std::string_view line) {
     auto it = Verbs().find(verb);
     if (it == Verbs().end())
       return Reply(id, Status::Error(EOPNOTSUPP, "unknown verb '" + verb + "'"));
-    Result<json> r = it->second(engine_, Args(args, verb.c_str()));
+    Result<json> r = it->second(engine_, Args(args, verb.c_str()), stop);
     // The request may hold key bytes (key.add): wipe the parsed copy before it is freed.
     if (verb == "key.add" && req.contains("args") && req["args"].contains("key_hex") &&
         req["args"]["key_hex"].is_string()) {

@@ -147,6 +147,11 @@ Status Engine::RemoveKey(const std::string& name) {
   return Status::Ok();
 }
 
+void Engine::Shutdown() {
+  devices_->Shutdown();
+  for (const HardwareEntry& hw : hardware_) hw.device->Shutdown();
+}
+
 std::string Engine::KeyName(uint64_t key_id) const {
   for (const auto& info : keys_->List()) {
     auto k = keys_->Find(info.name);

@@ -71,6 +71,10 @@ class Engine {
 
   std::string MetricsText();
 
+  // The daemon is stopping: I/O held by suspended devices fails with ESHUTDOWN and programming
+  // latency waits end, so that every request and verb returns soon. Irreversible; thread-safe.
+  void Shutdown();
+
   KeyRegistry& keys() { return *keys_; }
   dm::DeviceRegistry& devices() { return *devices_; }
   BlkCrypto& blk() { return *blk_; }

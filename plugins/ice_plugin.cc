@@ -136,6 +136,7 @@ int ice_after_fork() {
     opts.socket_path = g_config->daemon.control_socket;
     opts.allowed_uids = g_config->daemon.allowed_uids;
     opts.idle_timeout = std::chrono::seconds(g_config->daemon.control_idle_timeout_s);
+    opts.max_clients = g_config->daemon.control_max_clients;
     auto server = ice::daemon::ControlServer::Start(opts, *g_handler);
     if (!server.ok()) {
       nbdkit_error("ice: %s", server.status().message().c_str());
@@ -147,7 +148,7 @@ int ice_after_fork() {
     auto watch = ice::daemon::QuitWatch::Start([] {
       try {
         spdlog::info("stopping: requests held by suspended devices fail with ESHUTDOWN");
-        g_engine->devices().Shutdown();
+        g_engine->Shutdown();
       } catch (...) {  // nothing may escape the watch's thread
       }
     });
@@ -165,7 +166,8 @@ int ice_after_fork() {
 
 void ice_cleanup() {
   try {
-    g_quit_watch.reset();  // before the engine its callback uses
+    g_quit_watch.reset();                // before the engine its callback uses
+    if (g_engine) g_engine->Shutdown();  // verbs waiting on slow hardware return now
     g_server.reset();
     g_handler.reset();
     g_engine.reset();  // keys are zeroed as they are dropped

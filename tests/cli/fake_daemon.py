@@ -237,9 +237,11 @@ def check_shape(req):
         return EINVAL, "request is not a JSON object"
     if req.get("v") != 1 or not is_int(req.get("v")):
         return EPROTO, "protocol version must be 1"
-    extra = set(req) - {"v", "id", "verb", "args"}
+    extra = set(req) - {"v", "id", "verb", "args", "timeout_ms"}
     if extra:
         return EINVAL, "unknown request members %s" % sorted(extra)
+    if "timeout_ms" in req and not (is_int(req["timeout_ms"]) and req["timeout_ms"] > 0):
+        return EINVAL, "timeout_ms must be a positive integer"
     if "id" not in req:
         return EINVAL, "icectl always sends an id"
     verb = req.get("verb")

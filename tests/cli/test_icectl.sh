@@ -135,6 +135,9 @@ LOG=$TMP/main.log
 ice ls
 expect "ls prints dmsetup's layout" 0 $'crypt0\t(253:1)\nlin0\t(253:0)\n'
 last_request "ls sends the ls verb with no args" 'r["verb"] == "ls" and a == {} and r["v"] == 1'
+last_request "the daemon may wait 29 s of the default 30 (hardening 3)" 'r["timeout_ms"] == 29000'
+ice --timeout 2 ls
+last_request "--timeout 2 lets the daemon wait 1.8 s (hardening 3)" 'r["timeout_ms"] == 1800'
 ice --json ls
 expect "ls --json exits 0" 0
 expect_json "ls --json prints the result" '[x["name"] for x in d["devices"]] == ["crypt0", "lin0"]'

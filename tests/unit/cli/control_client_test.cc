@@ -22,6 +22,22 @@ TEST(ControlClient, P2_RequestIsOneVersionedJsonLine) {
                                                    "\n");
 }
 
+// Hardening 3: the daemon is told to give up a little before the client does, so that its reply
+// (the verb undone) arrives in time; the key stays last in a secret request.
+TEST(ControlClient, Hardening3_RequestsCarryTheDaemonsTimeout) {
+  EXPECT_EQ(*RequestLine("suspend", Json{{"name", "a"}}, 2, 2900ms),
+            R"({"v":1,"id":2,"verb":"suspend","timeout_ms":2900,"args":{"name":"a"}})"
+            "\n");
+  auto secret = SecretRequestLine("key.add", Json{{"name", "k"}}, 3, "key_hex", "ab", 50ms);
+  ASSERT_TRUE(secret.ok());
+  EXPECT_EQ(secret->view(),
+            R"({"v":1,"id":3,"verb":"key.add","timeout_ms":50,"args":{"name":"k","key_hex":"ab"}})"
+            "\n");
+  EXPECT_EQ(DaemonTimeout(30s), 29s);
+  EXPECT_EQ(DaemonTimeout(300ms), 270ms);
+  EXPECT_EQ(DaemonTimeout(1ms), 1ms);
+}
+
 TEST(ControlClient, RequestWithInvalidUtf8IsRefused) {
   auto line = RequestLine("info", Json{{"name", std::string("\xff\xfe")}}, 1);
   ASSERT_FALSE(line.ok());

@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 #include <string>
+#include <thread>
 
 #include "config/config.h"
 #include "daemon/engine.h"
@@ -92,10 +93,52 @@ TEST_F(ControlHandlerTest, P2_WrongOrMissingVersionIsEproto) {
 }
 
 TEST_F(ControlHandlerTest, P2_IdIsEchoedOnErrorsToo) {
-  json r = Call(R"({"v":1,"id":{"a":[1,"b"]},"verb":"nosuch"})");
-  EXPECT_EQ(r["id"], json::parse(R"({"a":[1,"b"]})"));
+  json r = Call(R"({"v":1,"id":12,"verb":"nosuch"})");
+  EXPECT_EQ(r["id"], 12);
   EXPECT_EQ(Call(R"({"v":2,"id":"x","verb":"version"})")["id"], "x");
   EXPECT_TRUE(Call(R"({"v":1,"verb":"version"})")["id"].is_null());
+}
+
+// Hardening 2: ids are scalars; a structured id (which a deep one would copy and print
+// recursively) is refused without being echoed.
+TEST_F(ControlHandlerTest, Hardening2_StructuredIdsAreRefused) {
+  for (const char* id : {R"({"a":[1,"b"]})", "[1]", "{}"}) {
+    json r = Call(std::string(R"({"v":1,"verb":"version","id":)") + id + "}");
+    EXPECT_EQ(Code(r), "EINVAL") << id;
+    EXPECT_TRUE(r["id"].is_null()) << id;
+  }
+  EXPECT_EQ(Code(Call(R"({"v":1,"verb":"version","id":null})")), "ok");
+  EXPECT_EQ(Call(R"({"v":1,"verb":"version","id":1.5})")["id"], 1.5);
+}
+
+// Hardening 2: a 100,000-level id (200 KB) crashed the control thread; every depth beyond what a
+// request needs is refused by the parser, wherever it is.
+TEST_F(ControlHandlerTest, Hardening2_DeeplyNestedIdIsRefusedWithoutCrashing) {
+  const std::string deep_id = std::string(100000, '[') + std::string(100000, ']');
+  json r = Call(R"({"v":1,"verb":"version","id":)" + deep_id + "}");
+  EXPECT_EQ(Code(r), "EINVAL");
+  EXPECT_NE(r["error"]["message"].get<std::string>().find("deeper"), std::string::npos);
+  const std::string deep_obj = std::string(50000, '{') + std::string(50000, '}');
+  EXPECT_EQ(Code(Call(R"({"v":1,"verb":"version","id":)" + deep_obj + "}")), "EINVAL");
+  json shallow = json::array();
+  for (int i = 0; i < ControlHandler::kMaxDepth - 2; ++i) shallow = json::array({shallow});
+  EXPECT_EQ(Code(Verb("ls", {{"x", shallow}})), "EINVAL");  // refused as an unknown arg, parsed
+}
+
+// Hardening 3: "timeout_ms" bounds how long a verb may wait; a bad one is refused.
+TEST_F(ControlHandlerTest, Hardening3_TimeoutMsIsCheckedAndSetsTheDeadline) {
+  EXPECT_EQ(Code(Call(R"({"v":1,"verb":"version","timeout_ms":0})")), "EINVAL");
+  EXPECT_EQ(Code(Call(R"({"v":1,"verb":"version","timeout_ms":"5"})")), "EINVAL");
+  EXPECT_EQ(Code(Call(R"({"v":1,"verb":"version","timeout_ms":1e20})")), "EINVAL");
+  EXPECT_EQ(Code(Call(R"({"v":1,"verb":"version","timeout_ms":1000})")), "ok");
+  Interrupt stop;
+  json r = json::parse(
+      handler_->Handle(R"({"v":1,"verb":"suspend","args":{"name":"lin0"},"timeout_ms":1})", stop));
+  EXPECT_EQ(Code(r), "ok");  // nothing in flight: the suspend needs no wait
+  std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  EXPECT_EQ(stop.Check("x").code(), ETIMEDOUT);
+  EXPECT_EQ(Verb("info", {{"name", "lin0"}})["result"]["state"], "SUSPENDED");
+  EXPECT_EQ(Code(Verb("resume", {{"name", "lin0"}})), "ok");
 }
 
 TEST_F(ControlHandlerTest, P2_MissingOrMistypedVerbIsEinval) {

@@ -17,6 +17,8 @@
 
 #include "config/config.h"
 #include "daemon/engine.h"
+#include "dm/mapped_device.h"
+#include "tests/unit/daemon/engine_test_util.h"
 
 namespace ice::daemon {
 namespace {
@@ -31,7 +33,12 @@ class ControlServerTest : public ::testing::Test {
     ASSERT_NE(::mkdtemp(tmpl), nullptr);
     dir_ = tmpl;
     path_ = dir_ + "/control.sock";
-    auto e = Engine::Create(config::Config{});
+    // `upper` maps onto `lower`: I/O through upper waits while lower is suspended.
+    config::Config cfg;
+    cfg.hardware.push_back(testing::XtsHardware("hw0"));
+    cfg.devices.push_back({"lower", {"0 2048 linear hw0 0"}});
+    cfg.devices.push_back({"upper", {"0 2048 linear lower 0"}});
+    auto e = Engine::Create(cfg);
     ASSERT_TRUE(e.ok()) << e.status().ToString();
     engine_ = std::move(*e);
     handler_ = std::make_unique<ControlHandler>(*engine_);
@@ -86,6 +93,55 @@ class ControlServerTest : public ::testing::Test {
     return out;
   }
 
+  // One request on a new connection; its reply (or null when the connection closed first).
+  json Ask(const std::string& request) {
+    const int fd = Connect();
+    SendAll(fd, request + "\n");
+    bool closed = false;
+    auto replies = Replies(fd, 1, &closed);
+    ::close(fd);
+    return replies.empty() ? json() : replies[0];
+  }
+  dm::MappedDevice& Mapped(const std::string& name) {
+    auto ref = engine_->devices().Find(name);
+    EXPECT_TRUE(ref.ok());
+    return *dynamic_cast<dm::MappedDevice*>(ref->device.get());
+  }
+  // Suspends `lower` and starts a write through `upper`, which waits for lower's resume.
+  void HoldAWriteInLower() {
+    ASSERT_EQ(Ask(R"({"v":1,"verb":"suspend","args":{"name":"lower"}})")["ok"], true);
+    auto exp = engine_->OpenExport("upper");
+    ASSERT_TRUE(exp.ok());
+    writer_ = std::thread([this, e = std::move(*exp)] {
+      std::vector<uint8_t> data(4096, 7);
+      write_status_ = e->Write(data.data(), data.size(), 0, false);
+    });
+    ASSERT_TRUE(Eventually([&] { return Mapped("lower").queued_requests() == 1; }));
+  }
+  // Starts `suspend upper` on a connection of its own and waits until it blocks (dispatch stopped,
+  // the held write still in flight). Returns the connection.
+  int BlockedSuspendOfUpper(const std::string& extra = "") {
+    const int fd = Connect();
+    SendAll(fd, R"({"v":1,"id":1,"verb":"suspend","args":{"name":"upper"})" + extra + "}\n");
+    EXPECT_TRUE(Eventually([&] { return Mapped("upper").dispatch_blocked(); }));
+    return fd;
+  }
+  void ReleaseTheWrite() {
+    EXPECT_TRUE(engine_->devices().Resume("lower").ok());
+    writer_.join();
+    EXPECT_TRUE(write_status_.ok()) << write_status_.ToString();
+  }
+  // Polls `done` (up to 20 s, so that a failure cannot hang the suite).
+  static bool Eventually(const std::function<bool()>& done) {
+    for (int i = 0; i < 2000; ++i) {
+      if (done()) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return false;
+  }
+
+  std::thread writer_;
+  Status write_status_;
   std::string dir_, path_;
   std::unique_ptr<Engine> engine_;
   std::unique_ptr<ControlHandler> handler_;
@@ -192,6 +248,96 @@ TEST_F(ControlServerTest, P1_StaleSocketIsReplaced) {
   auto s = ControlServer::Start({path_, {}, std::chrono::seconds(60)}, *handler_);
   ASSERT_TRUE(s.ok()) << s.status().ToString();
   server_ = std::move(*s);
+}
+
+// Hardening 3: `suspend upper` waits for a write held by the suspended `lower`. Meanwhile every
+// other client is served, including the one whose resume of `lower` lets the suspend finish.
+TEST_F(ControlServerTest, Hardening3_ABlockedVerbHoldsUpNoOtherClient) {
+  HoldAWriteInLower();
+  const int blocked = BlockedSuspendOfUpper();
+  for (const char* request :
+       {R"({"v":1,"verb":"version"})", R"({"v":1,"verb":"ls"})",
+        R"({"v":1,"verb":"info","args":{"name":"upper"}})",
+        R"({"v":1,"verb":"table","args":{"name":"upper"}})",
+        R"({"v":1,"verb":"status","args":{"name":"lower"}})", R"({"v":1,"verb":"hw.ls"})",
+        R"({"v":1,"verb":"hw.info","args":{"name":"hw0"}})", R"({"v":1,"verb":"key.ls"})",
+        R"({"v":1,"verb":"metrics"})",
+        R"({"v":1,"verb":"create","args":{"name":"other","table":["0 8 zero"]}})"}) {
+    EXPECT_EQ(Ask(request)["ok"], true) << request;
+  }
+  EXPECT_FALSE(Mapped("upper").suspended());
+  EXPECT_EQ(Ask(R"({"v":1,"verb":"resume","args":{"name":"lower"}})")["ok"], true);
+  writer_.join();
+  bool closed = false;
+  auto replies = Replies(blocked, 1, &closed);
+  ASSERT_EQ(replies.size(), 1u);
+  EXPECT_EQ(replies[0]["ok"], true) << replies[0].dump();
+  EXPECT_TRUE(Mapped("upper").suspended());
+  ::close(blocked);
+  EXPECT_EQ(Ask(R"({"v":1,"verb":"resume","args":{"name":"upper"}})")["ok"], true);
+}
+
+// Hardening 3: a request's timeout_ms undoes a suspend that cannot finish in time.
+TEST_F(ControlServerTest, Hardening3_TimeoutMsUndoesABlockedSuspend) {
+  HoldAWriteInLower();
+  const int fd = BlockedSuspendOfUpper(R"(,"timeout_ms":300)");
+  bool closed = false;
+  auto replies = Replies(fd, 1, &closed);
+  ::close(fd);
+  ASSERT_EQ(replies.size(), 1u);
+  EXPECT_EQ(replies[0]["error"]["code"], "ETIMEDOUT") << replies[0].dump();
+  EXPECT_FALSE(Mapped("upper").dispatch_blocked());
+  EXPECT_FALSE(Mapped("upper").suspended());
+  ReleaseTheWrite();
+}
+
+// Hardening 3: a client that hangs up while its verb waits cancels it, as killing dmsetup
+// interrupts its suspend.
+TEST_F(ControlServerTest, Hardening3_HangingUpCancelsAWaitingVerb) {
+  HoldAWriteInLower();
+  ::close(BlockedSuspendOfUpper());
+  EXPECT_TRUE(Eventually([&] { return !Mapped("upper").dispatch_blocked(); }));
+  EXPECT_FALSE(Mapped("upper").suspended());
+  ReleaseTheWrite();
+}
+
+// Hardening 3: stopping the server cancels the verbs that still wait instead of hanging.
+TEST_F(ControlServerTest, Hardening3_StoppingTheServerCancelsWaitingVerbs) {
+  HoldAWriteInLower();
+  const int fd = BlockedSuspendOfUpper();
+  server_.reset();
+  EXPECT_FALSE(Mapped("upper").dispatch_blocked());
+  ::close(fd);
+  ReleaseTheWrite();
+}
+
+// Hardening 5: connections beyond the cap are answered EAGAIN and closed; the admitted ones are
+// served, and a freed place is taken again.
+TEST_F(ControlServerTest, Hardening5_ConnectionsBeyondTheCapAreRefused) {
+  server_.reset();
+  ControlServer::Options opts{path_, {}, std::chrono::seconds(60)};
+  opts.max_clients = 3;
+  auto s = ControlServer::Start(opts, *handler_);
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  server_ = std::move(*s);
+  std::vector<int> held;
+  bool closed = false;
+  for (int i = 0; i < 3; ++i) {
+    held.push_back(Connect());
+    SendAll(held.back(), R"({"v":1,"verb":"version"})"
+                         "\n");
+    ASSERT_EQ(Replies(held.back(), 1, &closed).size(), 1u);
+  }
+  const int extra = Connect();
+  auto refused = Replies(extra, 2, &closed);
+  ::close(extra);
+  ASSERT_EQ(refused.size(), 1u);
+  EXPECT_EQ(refused[0]["error"]["code"], "EAGAIN");
+  EXPECT_TRUE(closed);
+  ::close(held.back());
+  held.pop_back();
+  EXPECT_TRUE(Eventually([&] { return Ask(R"({"v":1,"verb":"version"})")["ok"] == true; }));
+  for (int fd : held) ::close(fd);
 }
 
 }  // namespace
