@@ -101,9 +101,11 @@ Result<std::unique_ptr<Table>> Table::Create(const std::vector<std::string>& lin
                  " in table: start " + words[0] + " is not sector " +
                  std::to_string(table->size_sectors_) + ", where the previous target ends");
     }
-    // Sizes are kept in bytes elsewhere: the end must fit in 64 bits of bytes.
-    if (*length > (UINT64_MAX / kSectorBytes) - *start) {
-      return bad("length " + words[1] + " makes the device larger than 2^64 bytes");
+    // Sizes are kept in bytes, and NBD's are signed: the end must fit in an int64 of bytes.
+    if (*length > kMaxDeviceSectors - *start) {
+      return bad("length " + std::to_string(*length) + " makes the device larger than " +
+                 std::to_string(kMaxDeviceSectors * kSectorBytes) +
+                 " bytes (NBD sizes are signed 64-bit)");
     }
     const TargetType* type = FindTargetType(words[2]);
     if (type == nullptr) return bad("unknown target type '" + words[2] + "'");

@@ -15,6 +15,10 @@
 namespace ice::dm {
 
 inline constexpr uint64_t kSectorBytes = 512;
+// The largest device, in sectors, that a table may make or a target may reach into: NBD sizes and
+// the file offsets of backends are signed 64-bit byte counts, so no device ends beyond INT64_MAX
+// bytes, and a sector below this bound never overflows when turned into bytes.
+inline constexpr uint64_t kMaxDeviceSectors = INT64_MAX / kSectorBytes;
 
 // One line of a table: where the target sits in the mapped device, and the target.
 struct TableEntry {

@@ -268,7 +268,7 @@ Result<std::unique_ptr<Target>> CreateDefaultKey(const TargetEnv& env, const Tar
   p.iv_offset = *iv_offset;
 
   Result<uint64_t> start = ParseU64(a[4], "start sector");
-  if (!start.ok() || *start > UINT64_MAX / kSectorBytes) {
+  if (!start.ok()) {
     return Invalid("Invalid start sector '" + a[4] + "'");
   }
   p.start_sectors = *start;

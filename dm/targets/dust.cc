@@ -208,7 +208,7 @@ Result<std::unique_ptr<Target>> CreateDust(const TargetEnv& env, const TargetArg
     return Invalid("Block size is too large");
   }
   Result<uint64_t> start = ParseU64(a[1], "device offset sector");
-  if (!start.ok() || *start > UINT64_MAX / kSectorBytes) {
+  if (!start.ok()) {
     return Invalid("Invalid device offset sector '" + a[1] + "'");
   }
   Result<DeviceRef> dev = GetDeviceArea(env, a[0], *start, args.length_sectors);

@@ -3,9 +3,11 @@
 #include "dm/table.h"
 
 #include <cerrno>
+#include <cstdint>
 
 #include <gtest/gtest.h>
 
+#include "block/clock.h"
 #include "dm/targets/error.h"
 #include "dm/targets/linear.h"
 #include "dm/targets/striped.h"
@@ -282,6 +284,60 @@ TEST_F(TableTest, DevicesDiscardsAndUse) {
   auto nodiscard = Make({"0 100 linear hw0 0", "100 100 linear plain 0"});
   ASSERT_TRUE(nodiscard.ok());
   EXPECT_FALSE((*nodiscard)->supports_discard());
+}
+
+// Hardening 6: NBD sizes are signed, so a table may make at most INT64_MAX bytes; beyond that
+// the device would be created but could never be opened.
+TEST_F(TableTest, Hardening6_TableSizeAboveInt64MaxBytesIsRefused) {
+  const uint64_t max_sectors = uint64_t{INT64_MAX} / 512;  // 2^54 - 1
+  EXPECT_TRUE(Make({"0 " + std::to_string(max_sectors) + " zero"}).ok());
+  const std::vector<std::vector<std::string>> refused = {
+      {"0 " + std::to_string(max_sectors + 1) + " zero"},
+      {"0 36028797018963967 zero"},  // 2^64 - 512 bytes
+      {"0 8 zero", "8 " + std::to_string(max_sectors - 7) + " zero"},
+  };
+  for (const auto& lines : refused) {
+    Status s = Refused(lines);
+    EXPECT_EQ(s.code(), EINVAL) << lines.back();
+    EXPECT_NE(s.message().find("NBD sizes are signed"), std::string::npos) << s.message();
+  }
+}
+
+// Hardening 6: a device offset is turned into bytes; one whose area ends beyond the largest
+// device would wrap (2^55 sectors is 0 bytes) and reach the start of the device instead. A device
+// of size 0 (a mapped device without a table) has its area unchecked, so nothing else stops it.
+// Every target that takes a device offset refuses such an area.
+TEST_F(TableTest, Hardening6_DeviceOffsetsWhoseBytesOverflowAreRefused) {
+  lookup_.Add("empty", std::make_shared<TestDevice>(0));
+  env_.clock = &Clock::Real();
+  const std::string key(128, 'a');
+  const std::string wraps = "36028797018963968";  // 2^55: x 512 is 0
+  const std::string ends = "36028797018963967";   // 2^55 - 1: its end wraps
+  const std::string last = std::to_string(uint64_t{INT64_MAX} / 512 - 8);  // just fits
+  for (const std::string& off : {wraps, ends, std::string("18014398509481976")}) {
+    for (const std::string& line : {
+             "0 8 linear empty " + off,
+             "0 16 striped 2 8 empty 0 empty " + off,
+             "0 8 flakey empty " + off + " 1 1",
+             "0 8 delay empty " + off + " 0",
+             "0 8 delay empty 0 0 empty " + off + " 0",
+             "0 8 delay empty 0 0 empty 0 0 empty " + off + " 0",
+             "0 8 dust empty " + off + " 512",
+             "0 8 default-key aes-xts-plain64 " + key + " 0 empty " + off,
+             "0 8 error empty " + off,
+         }) {
+      Status s = Refused({line});
+      EXPECT_EQ(s.code(), EINVAL) << line;
+      EXPECT_NE(s.message().find("ends beyond sector"), std::string::npos)
+          << line << ": " << s.message();
+      EXPECT_EQ(s.message().find(key), std::string::npos) << s.message();
+    }
+  }
+  // The last area that fits is taken (log-writes maps from offset 0 only, so its area is the
+  // table's own, bounded above).
+  EXPECT_TRUE(Make({"0 8 linear empty " + last}).ok());
+  EXPECT_TRUE(Make({"0 8 dust empty " + last + " 512"}).ok());
+  EXPECT_TRUE(Make({"0 8 log-writes empty empty"}).ok());
 }
 
 // Hardening 8: config files with such lines must be private; only an inline key counts.
