@@ -340,6 +340,63 @@ TEST_F(TableTest, Hardening6_DeviceOffsetsWhoseBytesOverflowAreRefused) {
   EXPECT_TRUE(Make({"0 8 log-writes empty empty"}).ok());
 }
 
+// Hardening 9: an error never echoes a word that may be a key. A default-key line whose fields are
+// shifted or garbled can hold the key in any field, so no message of such a line quotes its
+// words: they are named by position. Any other line's words that look like a hex key are
+// redacted from the target's messages too.
+TEST_F(TableTest, Hardening9_ErrorsOfLinesHoldingAKeyNeverQuoteIt) {
+  std::string K;  // 64 bytes, two different halves, in hex: 128 digits
+  for (int i = 0; i < 64; ++i) {
+    const int byte = (i * 37 + 11) & 0xff;
+    K += "0123456789abcdef"[byte >> 4];
+    K += "0123456789abcdef"[byte & 15];
+  }
+  const std::string dk = "0 8 default-key ";
+  const std::string refused[] = {
+      dk + K + " aes-xts-plain64 0 hw0 0",                 // cipher and key swapped
+      dk + "aes-xts-plain64 0 " + K + " hw0 0",            // key and iv_offset swapped
+      dk + "aes-xts-plain64 :64:logon:k " + K + " hw0 0",  // an extra word before the key
+      dk + "aes-xts-plain64 " + K + " 0 " + K + " 0",      // the key for the device
+      dk + "aes-xts-plain64 " + K + " 0 hw0 " + K,         // the key for the start
+      dk + "aes-xts-plain64 " + K + " 0 hw0 0 1 " + K,     // the key for an option
+      dk + "aes-xts-plain64 " + K + " 0 hw0 0 " + K,       // the key for the option count
+      dk + "aes-xts-plain64 " + K + " 0 hw0 0 2 sector_size:" + K + " iv_large_sectors",
+      dk + "aes-xts-plain64 " + K + " 99999999999999999999999 hw0 0",
+      dk + "aes-xts-plain64 " + K + " 0 nosuch 0",
+      dk + "aes-xts-plain64 " + K + "zz 0 hw0 0",               // a garbled key
+      dk + "aes-xts-plain64 " + K.substr(0, 126) + " 0 hw0 0",  // a key one byte short
+      dk + "aes-xts-plain64 :" + K + " 0 hw0 0",                // a key given a colon
+      dk + "aes-xts-plain64 :" + K + ":logon:k 0 hw0 0",
+      dk + "aes-xts-plain64 :64:" + K + ":k 0 hw0 0",
+      dk + "aes-plain64 " + K + " 0 hw0 0",  // an unknown cipher
+      "0 " + K + " default-key aes-xts-plain64 " + K + " 0 hw0 0",
+      K + " 8 default-key aes-xts-plain64 0 hw0 0",
+      "0 8 " + K + " aes-xts-plain64 0 hw0 0",
+      "0 8 defaultkey aes-xts-plain64 " + K + " 0 hw0 0",
+      "0 8 linear " + K + " 0",
+      "0 8 striped 2 4 hw0 0 " + K + " 0",
+      "0 8 flakey hw0 0 1 1 1 " + K,
+  };
+  for (const std::string& line : refused) {
+    Status s = Refused({line});
+    EXPECT_NE(s.code(), 0) << line;
+    for (size_t at = 0; at + 32 <= K.size(); at += 16) {
+      EXPECT_EQ(s.message().find(K.substr(at, 32)), std::string::npos)
+          << "the error echoes the key: " << s.message();
+    }
+  }
+  // Fields are named by position instead.
+  EXPECT_NE(Refused({dk + K + " aes-xts-plain64 0 hw0 0"}).message().find("argument 1"),
+            std::string::npos);
+  Status lookup = Refused({dk + "aes-xts-plain64 " + K + " 0 " + K + " 0"});
+  EXPECT_EQ(lookup.code(), ENXIO);
+  EXPECT_NE(lookup.message().find("argument 4"), std::string::npos) << lookup.message();
+  EXPECT_NE(Refused({"0 8 linear " + K + " 0"}).message().find("<argument 1>"), std::string::npos);
+  // Lines without a key still quote what is wrong.
+  EXPECT_NE(Refused({"0 8 linear nosuch 0"}).message().find("'nosuch'"), std::string::npos);
+  EXPECT_NE(Refused({"0 8 mirror hw0 0"}).message().find("'mirror'"), std::string::npos);
+}
+
 // Hardening 8: config files with such lines must be private; only an inline key counts.
 TEST(TableLines, Hardening8_LineHoldsKeyOnlyForAnInlineKey) {
   const std::string hex(128, 'a');
