@@ -296,6 +296,10 @@ int Execute(const Invocation& inv, int stdin_fd, std::ostream& out, std::ostream
     auto lines = ReadTableFile(*inv.table_file, stdin_fd);
     if (!lines.ok()) return Fail(err, lines.status().message(), kExitFailed);
     args["table"] = *lines;
+  } else if (args.contains("table")) {
+    // Too late to hide the key (it is in our argv), but not to stop the habit.
+    Status s = CheckCommandLineTable(args["table"].get<std::vector<std::string>>());
+    if (!s.ok()) return Fail(err, s.message(), kExitFailed);
   }
 
   // The request line; for key.add it holds the key and lives only in a SecretBuffer.

@@ -67,7 +67,8 @@ ParseOutcome ParseCommandLine(const std::vector<std::string>& args, const char* 
                               std::ostream& out, std::ostream& err);
 
 // Reads the invocation's key or table input (from `stdin_fd` for "-"), sends the request, checks
-// and prints the reply. Returns the exit code.
+// and prints the reply. Returns the exit code. Table lines in `args` came from the command line:
+// one holding a key in hex is refused (kExitFailed) and nothing is sent.
 int Execute(const Invocation& inv, int stdin_fd, std::ostream& out, std::ostream& err);
 
 // ParseCommandLine + Execute on the process's own arguments, environment and standard streams.
