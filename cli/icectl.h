@@ -4,7 +4,9 @@
 // refused the command or icectl refused its input (a key or table file); kExitUsage for a bad
 // command line (CLI11's message); kExitUnreachable when the daemon cannot be reached or its reply
 // breaks the protocol. Every failure prints one line, "icectl: error: …", on stderr; --json
-// prints the reply's result as one JSON document on stdout, and nothing on stdout on failure.
+// prints the reply's result as one JSON document on stdout, and nothing on stdout on failure. A
+// success may carry warnings (create, load): one "icectl: warning: …" line each on stderr, in
+// either mode, and the exit status stays 0.
 #pragma once
 
 #include <chrono>

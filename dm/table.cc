@@ -273,6 +273,17 @@ std::vector<std::string> Table::TableLines() const {
   return out;
 }
 
+std::vector<std::string> Table::Warnings() const {
+  std::vector<std::string> out;
+  for (const TableEntry& e : entries_) {
+    const std::string warning = e.target->Warning();
+    if (warning.empty()) continue;
+    out.push_back(std::string(e.type->name) + " at sector " + std::to_string(e.start_sector) +
+                  ": " + warning);
+  }
+  return out;
+}
+
 std::vector<std::string> Table::StatusLines() const {
   std::vector<std::string> out;
   out.reserve(entries_.size());

@@ -87,6 +87,8 @@ class Table {
   // so empty params leave a trailing space.
   std::vector<std::string> TableLines() const;
   std::vector<std::string> StatusLines() const;
+  // Every target's Warning, as "<type> at sector <start>: <warning>", in table order.
+  std::vector<std::string> Warnings() const;
 
  private:
   Table() = default;

@@ -49,6 +49,10 @@ struct Features {
   unsigned random_write = 0;
 };
 
+bool CorruptsWrites(const Features& f) {
+  return (f.corrupt_byte != 0 && f.corrupt_writes) || f.random_write != 0;
+}
+
 // The words after <down>: [<#feature_args> <feature>...]. As in the kernel, words after the
 // counted group are ignored.
 Result<Features> ParseFeatures(std::span<const std::string> words) {
@@ -112,7 +116,7 @@ Result<Features> ParseFeatures(std::span<const std::string> words) {
     }
   }
 
-  const bool corrupts_writes = (f.corrupt_byte != 0 && f.corrupt_writes) || f.random_write != 0;
+  const bool corrupts_writes = CorruptsWrites(f);
   const bool corrupts_reads = (f.corrupt_byte != 0 && !f.corrupt_writes) || f.random_read != 0;
   if (f.drop_writes && corrupts_writes) {
     return Invalid(
@@ -230,6 +234,16 @@ class FlakeyTarget final : public Target {
 
   std::vector<DeviceRef> Devices() const override { return {dev_}; }
   bool supports_discard() const override { return dev_.device->supports_discard(); }
+
+  // Hardening 10: the target cannot know whether keyed writes will come, so it says so whenever
+  // write corruption is set.
+  std::string Warning() const override {
+    if (!CorruptsWrites(f_)) return "";
+    return "corrupted writes go out from a copy without the crypto context, as in the kernel: a "
+           "corrupted write that carried a key (a NAME@KEY export, a default-key above) reaches "
+           "the medium in plaintext (warned whenever write corruption is set: the daemon cannot "
+           "know whether keyed writes will come)";
+  }
 
  private:
   bool IsDown() const {

@@ -218,6 +218,21 @@ chmod 600 "$TMP/dk.table"
 ice create dk2 --table-file "$TMP/dk.table"
 expect "hardening 9: a private table file with a key is sent" 0 ""
 last_request "hardening 9: the private table file's line is sent" "a == {'name': 'dk2', 'table': ['0 8 default-key aes-xts-plain64 $TABLE_KEY 0 hw0 0']}"
+# Hardening 10: a table whose flakey corrupts writes succeeds with a warning on stderr, exit 0.
+ice create fl9 --table "0 2048 flakey hw0 0 0 1 5 corrupt_bio_byte 1 w 0 0"
+if [ "$RC" = 0 ] && [ -z "$OUT" ] && [[ $ERR == "icectl: warning: flakey at sector 0: corrupted writes go out from a copy without the crypto context"*$'\n' ]] &&
+  [ "$(printf '%s' "$ERR" | grep -c '')" = 1 ]; then
+  pass "hardening 10: create prints the daemon's warning on stderr and exits 0"
+else
+  fail "hardening 10: create prints the daemon's warning on stderr and exits 0" "rc $RC" "stdout: $OUT" "stderr: $ERR"
+fi
+ice --json load lin0 --table "0 2048 flakey hw0 0 0 1 2 random_write_corrupt 5"
+expect_json "hardening 10: load --json holds the warnings" 'd["warnings"][0].startswith("flakey at sector 0: ")'
+check "hardening 10: load --json also says it on stderr" starts_with "$ERR" "icectl: warning: flakey at sector 0:"
+ice load lin0 --table "0 2048 flakey hw0 0 0 1 5 corrupt_bio_byte 1 r 0 0"
+expect "hardening 10: no warning without write corruption" 0 ""
+ice create x-badwarn --table "0 8 zero"
+expect "hardening 10: warnings that are not a list of strings are a malformed reply" 3 ""
 for verb in clear suspend resume remove; do
   ice "$verb" lin0
   expect "$verb exits 0 silently" 0 ""

@@ -486,6 +486,25 @@ with d:
             not any(key9[i:i + 32] in log for i in range(0, 97, 16)),
             "\n".join(l for l in log.splitlines() if key9[:32] in l))
 
+    # Hardening 10: flakey's corrupted writes lose their key, as in the kernel: create and load of
+    # such a table succeed with a warning, which icectl prints (exit 0) and the daemon logs.
+    corrupting = "0 2048 flakey hw1 0 0 1 5 corrupt_bio_byte 1 w 0 0"
+    r = ctl(d, "create", "fl10", "--table", corrupting)
+    c.check("hardening 10: create of a flakey table corrupting writes exits 0 with one warning",
+            r.returncode == 0 and r.stdout == "" and r.stderr.count("\n") == 1
+            and r.stderr.startswith("icectl: warning: flakey at sector 0: ")
+            and "plaintext" in r.stderr, r.stderr)
+    r = ctl(d, "--json", "load", "fl10", "--table", "0 2048 flakey hw1 0 0 1 2 random_write_corrupt 9")
+    c.check("hardening 10: load --json carries the warning in its JSON",
+            r.returncode == 0 and json.loads(r.stdout)["warnings"][0].startswith("flakey at sector 0"),
+            r.stdout + r.stderr)
+    r = ctl(d, "load", "fl10", "--table", "0 2048 flakey hw1 0 0 1 1 drop_writes")
+    c.check("hardening 10: no warning for a flakey table that does not corrupt writes",
+            r.returncode == 0 and r.stderr == "", r.stderr)
+    c.check("hardening 10: the daemon logs the warning with the device's name",
+            "device 'fl10': flakey at sector 0: corrupted writes" in d.log(), d.log()[-800:])
+    ctl(d, "remove", "fl10")
+
     r = ctl(d, "key", "add", "k5", "--mode", "aes-256-xts", "--data-unit-size", "4096",
             "--key", key3.hex())
     c.check("icectl has no way to take key bytes on its command line", r.returncode == 2

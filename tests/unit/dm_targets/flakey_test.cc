@@ -358,6 +358,33 @@ TEST_F(Flakey, T2_StatusIsEmpty) {
   EXPECT_EQ(Make({"1", "1"})->Message({"anything"}).status().code(), EINVAL);
 }
 
+// Hardening 10: a corrupted write loses its crypto context, as in the kernel (above): the target
+// warns of it whenever write corruption is set, and only then.
+TEST_F(Flakey, Hardening10_WriteCorruptionWarnsOfPlaintextOnKeyedPaths) {
+  for (const std::vector<std::string>& words : {
+           std::vector<std::string>{"1", "1", "5", "corrupt_bio_byte", "32", "w", "1", "0"},
+           {"1", "1", "5", "CORRUPT_BIO_BYTE", "1", "W", "0", "131072"},
+           {"1", "1", "2", "random_write_corrupt", "1"},
+           {"1", "1", "4", "random_write_corrupt", "1000000000", "random_read_corrupt", "5"},
+       }) {
+    const std::string warning = Make(words)->Warning();
+    EXPECT_NE(warning.find("without the crypto context"), std::string::npos) << warning;
+    EXPECT_NE(warning.find("plaintext"), std::string::npos) << warning;
+    EXPECT_NE(warning.find("cannot know whether keyed writes will come"), std::string::npos)
+        << warning;
+  }
+  for (const std::vector<std::string>& words : {
+           std::vector<std::string>{"1", "1"},
+           {"1", "1", "5", "corrupt_bio_byte", "32", "r", "1", "0"},
+           {"1", "1", "2", "random_write_corrupt", "0"},
+           {"1", "1", "2", "random_read_corrupt", "7"},
+           {"1", "1", "1", "drop_writes"},
+           {"1", "1", "1", "error_writes"},
+       }) {
+    EXPECT_EQ(Make(words)->Warning(), "") << words.size();
+  }
+}
+
 TEST(TargetTypes, D7_FlakeyPassesCrypto) {
   EXPECT_EQ(kFlakeyTarget.name, "flakey");
   EXPECT_TRUE(kFlakeyTarget.passes_crypto);
