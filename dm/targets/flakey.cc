@@ -210,25 +210,26 @@ class FlakeyTarget final : public Target {
   }
 
   std::string TableParams() const override {
-    // Kernel 6.1's layout: every field followed by a space (rule T7, notes/real-kernel.md).
+    // Mainline's flakey_status (STATUSTYPE_TABLE), field for field: each after a space, none
+    // after the last. Kernel 6.1 ended every field with a space instead, trailing one included.
     const unsigned words = f_.error_reads + f_.drop_writes + f_.error_writes +
                            (f_.corrupt_byte != 0) * 5 + (f_.random_read != 0) * 2 +
                            (f_.random_write != 0) * 2;
     std::string s = dev_.name + " " + std::to_string(start_sectors_) + " " + std::to_string(up_) +
-                    " " + std::to_string(down_) + " " + std::to_string(words) + " ";
-    if (f_.error_reads) s += "error_reads ";
+                    " " + std::to_string(down_) + " " + std::to_string(words);
+    if (f_.error_reads) s += " error_reads";
     if (f_.drop_writes) {
-      s += "drop_writes ";
+      s += " drop_writes";
     } else if (f_.error_writes) {
-      s += "error_writes ";
+      s += " error_writes";
     }
     if (f_.corrupt_byte != 0) {
-      s += "corrupt_bio_byte " + std::to_string(f_.corrupt_byte) +
+      s += " corrupt_bio_byte " + std::to_string(f_.corrupt_byte) +
            (f_.corrupt_writes ? " w " : " r ") + std::to_string(f_.corrupt_value) + " " +
-           std::to_string(f_.corrupt_flags) + " ";
+           std::to_string(f_.corrupt_flags);
     }
-    if (f_.random_read != 0) s += "random_read_corrupt " + std::to_string(f_.random_read) + " ";
-    if (f_.random_write != 0) s += "random_write_corrupt " + std::to_string(f_.random_write) + " ";
+    if (f_.random_read != 0) s += " random_read_corrupt " + std::to_string(f_.random_read);
+    if (f_.random_write != 0) s += " random_write_corrupt " + std::to_string(f_.random_write);
     return s;
   }
 
