@@ -79,17 +79,17 @@ std::string Position(size_t word) {
 }
 
 // Hardening 9: a target's error with every word of its line that may be key material (the key
-// argument of a type that takes one, any hex run long enough to be a key) replaced by its
-// position. The targets that take keys quote none of their arguments; this keeps every other
-// message (a device named by a shifted key, say) from ever echoing one. `head` holds the line's
-// first three words, `args` the rest.
+// argument of a type that takes one, unless too short to be mistaken for one anywhere in a
+// message, and any hex run long enough to be a key) replaced by its position. The targets that take
+// keys quote none of their arguments; this keeps every other message (a device named by a shifted
+// key, say) from ever echoing one. `head` holds the line's first three words, `args` the rest.
 Status Redacted(const Status& error, std::span<const std::string> head,
                 const std::vector<std::string>& args, int key_arg) {
   std::string message = error.message();
   for (size_t i = 0; i < head.size() + args.size(); ++i) {
     const std::string& word = i < head.size() ? head[i] : args[i - head.size()];
     const bool is_key_arg = i >= head.size() && static_cast<int>(i - head.size()) == key_arg;
-    if (!(is_key_arg || MayBeHexKey(word)) || word.empty()) continue;
+    if (!((is_key_arg && word.size() >= 8) || MayBeHexKey(word))) continue;
     const std::string at = "<" + Position(i) + ">";
     for (size_t pos = message.find(word); pos != std::string::npos;
          pos = message.find(word, pos + at.size())) {
