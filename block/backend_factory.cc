@@ -1,7 +1,9 @@
 #include "block/backend_factory.h"
 
 #include <cerrno>
+#include <cstdint>
 #include <string>
+#include <utility>
 
 #include "block/file_backend.h"
 #include "block/memory_backend.h"
@@ -9,7 +11,15 @@
 namespace ice {
 
 Result<std::unique_ptr<BlockDevice>> OpenBackend(std::string_view spec, uint64_t size_bytes) {
-  if (spec == "memory") return std::unique_ptr<BlockDevice>(new MemoryBackend(size_bytes));
+  if (size_bytes > uint64_t{INT64_MAX}) {
+    return Status::Error(EINVAL, "a backing of " + std::to_string(size_bytes) +
+                                     " bytes is larger than INT64_MAX bytes (NBD sizes and file "
+                                     "offsets are signed 64-bit)");
+  }
+  if (spec == "memory") {
+    ICE_ASSIGN_OR_RETURN(std::unique_ptr<MemoryBackend> memory, MemoryBackend::Create(size_bytes));
+    return std::unique_ptr<BlockDevice>(std::move(memory));
+  }
   if (spec.starts_with("file:")) {
     const std::string path(spec.substr(5));
     if (path.empty()) return Status::Error(EINVAL, "backing 'file:' needs a path: file:PATH");

@@ -29,16 +29,39 @@ Status ForEachChunk(uint64_t offset, uint64_t length, Fn fn) {
 
 }  // namespace
 
+uint8_t** MemoryBackend::AllocateChunkTable(uint64_t size_bytes) {
+  // calloc: a large table comes from fresh mmap'ed pages, so an unwritten device does not even
+  // touch its table.
+  return static_cast<uint8_t**>(
+      std::calloc(std::max<uint64_t>(NumChunks(size_bytes), 1), sizeof(uint8_t*)));
+}
+
+Result<std::unique_ptr<MemoryBackend>> MemoryBackend::Create(uint64_t size_bytes) {
+  const std::string limit = "at most " + std::to_string(kMaxSizeBytes) + " bytes (8 TiB)";
+  if (size_bytes > kMaxSizeBytes) {
+    return Status::Error(EINVAL, "a memory backing of " + std::to_string(size_bytes) +
+                                     " bytes is too large: it holds " + limit);
+  }
+  uint8_t** chunks = AllocateChunkTable(size_bytes);
+  if (chunks == nullptr) {
+    return Status::Error(ENOMEM, "a memory backing of " + std::to_string(size_bytes) +
+                                     " bytes: cannot allocate its chunk table of " +
+                                     std::to_string(NumChunks(size_bytes) * sizeof(uint8_t*)) +
+                                     " bytes");
+  }
+  return std::unique_ptr<MemoryBackend>(new MemoryBackend(size_bytes, chunks));
+}
+
 MemoryBackend::MemoryBackend(uint64_t size_bytes)
-    : size_bytes_(size_bytes),
-      num_chunks_((size_bytes + kChunkBytes - 1) / kChunkBytes),
-      // calloc: a large table comes from fresh mmap'ed pages, so an unwritten device does not
-      // even touch its table.
-      chunks_(static_cast<uint8_t**>(
-          std::calloc(std::max<uint64_t>(num_chunks_, 1), sizeof(uint8_t*)))),
-      stripes_(std::make_unique<Stripe[]>(kStripes)) {
+    : MemoryBackend(size_bytes, AllocateChunkTable(size_bytes)) {
   if (chunks_ == nullptr) std::abort();  // As `new` would: the device cannot exist without it.
 }
+
+MemoryBackend::MemoryBackend(uint64_t size_bytes, uint8_t** chunks)
+    : size_bytes_(size_bytes),
+      num_chunks_(NumChunks(size_bytes)),
+      chunks_(chunks),
+      stripes_(std::make_unique<Stripe[]>(kStripes)) {}
 
 MemoryBackend::~MemoryBackend() {
   for (uint64_t i = 0; i < num_chunks_; ++i) std::free(chunks_[i]);

@@ -26,9 +26,18 @@ namespace ice {
 class MemoryBackend final : public BlockDevice {
  public:
   static constexpr uint64_t kChunkBytes = 64 * 1024;
+  // The largest device: its chunk table (one pointer a chunk, 1 GiB of address space here) is
+  // allocated when the device is made, although its pages are touched only as chunks are written.
+  static constexpr uint64_t kMaxSizeBytes = uint64_t{8} << 40;  // 8 TiB
 
+  // EINVAL above kMaxSizeBytes, ENOMEM when the chunk table cannot be allocated; each message
+  // names the size and the limit.
+  static Result<std::unique_ptr<MemoryBackend>> Create(uint64_t size_bytes);
+  // For sizes known to be small (tests): aborts, as `new` would, when the table cannot be had.
   explicit MemoryBackend(uint64_t size_bytes);
   ~MemoryBackend() override;
+  MemoryBackend(const MemoryBackend&) = delete;
+  MemoryBackend& operator=(const MemoryBackend&) = delete;
 
   uint64_t size_bytes() const override { return size_bytes_; }
   Status Submit(const IoRequest& req) override;
@@ -47,6 +56,14 @@ class MemoryBackend final : public BlockDevice {
   };
 
   std::shared_mutex& StripeOf(uint64_t chunk) { return stripes_[chunk % kStripes].mu; }
+
+  static uint64_t NumChunks(uint64_t size_bytes) {
+    return (size_bytes + kChunkBytes - 1) / kChunkBytes;
+  }
+  // The zeroed chunk table of a device of `size_bytes`, or nullptr.
+  static uint8_t** AllocateChunkTable(uint64_t size_bytes);
+  // Takes ownership of `chunks`, a table from AllocateChunkTable.
+  MemoryBackend(uint64_t size_bytes, uint8_t** chunks);
 
   Status Read(uint64_t offset, uint64_t length, uint8_t* out);
   Status Write(uint64_t offset, uint64_t length, const uint8_t* in);

@@ -309,4 +309,9 @@ Result<std::string> FormatNothing(const Json& result) {
   return std::string();
 }
 
+Result<std::vector<std::string>> Warnings(const Json& result) {
+  if (!result.is_object() || !result.contains("warnings")) return std::vector<std::string>();
+  return Strings(result, "warnings");
+}
+
 }  // namespace ice::cli

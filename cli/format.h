@@ -5,6 +5,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "block/status.h"
 #include "cli/control_client.h"
@@ -48,5 +49,9 @@ Result<std::string> FormatVersion(const Json& result);
 
 // Verbs whose result is `{}`: nothing is printed (as dmsetup prints nothing).
 Result<std::string> FormatNothing(const Json& result);
+
+// The "warnings" a result may carry (create, load): none when absent, EPROTO unless a list of
+// strings. icectl prints each as "icectl: warning: …" on stderr, whatever the output mode.
+Result<std::vector<std::string>> Warnings(const Json& result);
 
 }  // namespace ice::cli

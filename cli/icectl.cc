@@ -275,11 +275,16 @@ Result<std::string> Format(Output output, const Json& result) {
   return FormatNothing(result);
 }
 
-// Prints "icectl: error: <message>" as one line and returns `code`.
-int Fail(std::ostream& err, std::string message, int code) {
+// Prints "icectl: <kind>: <message>" as one line.
+void Say(std::ostream& err, const char* kind, std::string message) {
   for (char& c : message)
     if (c == '\n' || c == '\r') c = ' ';
-  err << "icectl: error: " << message << std::endl;
+  err << "icectl: " << kind << ": " << message << std::endl;
+}
+
+// Prints "icectl: error: <message>" as one line and returns `code`.
+int Fail(std::ostream& err, const std::string& message, int code) {
+  Say(err, "error", message);
   return code;
 }
 
@@ -298,6 +303,10 @@ int Execute(const Invocation& inv, int stdin_fd, std::ostream& out, std::ostream
     auto lines = ReadTableFile(*inv.table_file, stdin_fd);
     if (!lines.ok()) return Fail(err, lines.status().message(), kExitFailed);
     args["table"] = *lines;
+  } else if (args.contains("table")) {
+    // Too late to hide the key (it is in our argv), but not to stop the habit.
+    Status s = CheckCommandLineTable(args["table"].get<std::vector<std::string>>());
+    if (!s.ok()) return Fail(err, s.message(), kExitFailed);
   }
 
   // The request line; for key.add it holds the key and lives only in a SecretBuffer.
@@ -340,12 +349,15 @@ int Execute(const Invocation& inv, int stdin_fd, std::ostream& out, std::ostream
   }
   // Checked in --json mode too, so that both modes agree on what a good reply is.
   auto text = Format(inv.output, reply->result);
-  if (!text.ok()) {
+  auto warnings = Warnings(reply->result);
+  if (!text.ok() || !warnings.ok()) {
     return Fail(err,
                 "malformed reply from " + inv.socket_path + " to " + inv.verb + ": " +
-                    text.status().message(),
+                    (text.ok() ? warnings.status() : text.status()).message(),
                 kExitUnreachable);
   }
+  // Hardening 10: the command succeeded, but the user must know (exit status 0).
+  for (const std::string& w : *warnings) Say(err, "warning", w);
   if (inv.json) {
     out << reply->result.dump(2, ' ', false, Json::error_handler_t::replace) << "\n";
   } else {

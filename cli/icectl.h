@@ -4,7 +4,9 @@
 // refused the command or icectl refused its input (a key or table file); kExitUsage for a bad
 // command line (CLI11's message); kExitUnreachable when the daemon cannot be reached or its reply
 // breaks the protocol. Every failure prints one line, "icectl: error: …", on stderr; --json
-// prints the reply's result as one JSON document on stdout, and nothing on stdout on failure.
+// prints the reply's result as one JSON document on stdout, and nothing on stdout on failure. A
+// success may carry warnings (create, load): one "icectl: warning: …" line each on stderr, in
+// either mode, and the exit status stays 0.
 #pragma once
 
 #include <chrono>
@@ -67,7 +69,8 @@ ParseOutcome ParseCommandLine(const std::vector<std::string>& args, const char* 
                               std::ostream& out, std::ostream& err);
 
 // Reads the invocation's key or table input (from `stdin_fd` for "-"), sends the request, checks
-// and prints the reply. Returns the exit code.
+// and prints the reply. Returns the exit code. Table lines in `args` came from the command line:
+// one holding a key in hex is refused (kExitFailed) and nothing is sent.
 int Execute(const Invocation& inv, int stdin_fd, std::ostream& out, std::ostream& err);
 
 // ParseCommandLine + Execute on the process's own arguments, environment and standard streams.

@@ -41,6 +41,19 @@ Status ReadAll(int fd, const std::string& what, SecretBuffer& out) {
 
 }  // namespace
 
+Status CheckPrivateFile(int fd, const std::string& what, const std::string& path,
+                        const std::string& why, const std::string& fix) {
+  struct stat st;
+  if (fstat(fd, &st) != 0) {
+    const int e = errno;
+    return Status::Error(e, "cannot stat " + what + ": " + std::strerror(e));
+  }
+  if ((st.st_mode & 077) == 0) return Status::Ok();
+  return Status::Error(EPERM, what + " has mode " + ModeText(st.st_mode) + why +
+                                  ": it must not be accessible by group or others (chmod 600 " +
+                                  path + ")" + fix);
+}
+
 Result<SecretBuffer> ReadKeyFile(const std::string& path, int stdin_fd) {
   const bool from_stdin = path == "-";
   const std::string what = from_stdin ? std::string("the key on stdin") : "key file " + path;
@@ -51,17 +64,10 @@ Result<SecretBuffer> ReadKeyFile(const std::string& path, int stdin_fd) {
       const int e = errno;
       return Status::Error(e, "cannot open key file " + path + ": " + std::strerror(e));
     }
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-      const int e = errno;
+    Status s = CheckPrivateFile(fd, what, path);
+    if (!s.ok()) {
       close(fd);
-      return Status::Error(e, "cannot stat key file " + path + ": " + std::strerror(e));
-    }
-    if ((st.st_mode & 077) != 0) {
-      close(fd);
-      return Status::Error(EPERM, "key file " + path + " has mode " + ModeText(st.st_mode) +
-                                      ": it must not be accessible by group or others (chmod 600 " +
-                                      path + ")");
+      return s;
     }
   }
   SecretBuffer key(kMaxKeyFileBytes + 1);

@@ -3,8 +3,12 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstring>
+
+#include "cli/key_file.h"
 
 namespace ice::cli {
 namespace {
@@ -15,6 +19,36 @@ constexpr std::string_view kSpace = " \t\r\v\f";
 constexpr size_t kMaxTableFileBytes = 1 << 20;
 
 }  // namespace
+
+bool LineHoldsHexKey(std::string_view line) {
+  size_t digits = 0;  // of the word being read, while all of it is hex
+  bool hex = true;
+  for (size_t i = 0; i <= line.size(); ++i) {
+    const char c = i < line.size() ? line[i] : ' ';
+    if (kSpace.find(c) != std::string_view::npos || c == '\n') {
+      if (hex && digits >= 32) return true;
+      digits = 0;
+      hex = true;
+    } else if (std::isxdigit(static_cast<unsigned char>(c)) != 0) {
+      ++digits;
+    } else {
+      hex = false;
+    }
+  }
+  return false;
+}
+
+Status CheckCommandLineTable(const std::vector<std::string>& lines) {
+  for (size_t i = 0; i < lines.size(); ++i) {
+    if (!LineHoldsHexKey(lines[i])) continue;
+    return Status::Error(EPERM, "table line " + std::to_string(i + 1) +
+                                    " holds a key in hex on the command line, where every user "
+                                    "can read it (ps): give the table with --table-file (mode "
+                                    "0600, or - for stdin), or name a key of the daemon's "
+                                    "registry as :<size>:logon:<name>");
+  }
+  return Status::Ok();
+}
 
 std::vector<std::string> ParseTableText(std::string_view text) {
   std::vector<std::string> lines;
@@ -60,9 +94,16 @@ Result<std::vector<std::string>> ReadTableFile(const std::string& path, int stdi
       break;
     }
   }
+  std::vector<std::string> lines = ParseTableText(text);
+  if (status.ok() && !from_stdin &&
+      std::any_of(lines.begin(), lines.end(),
+                  [](const std::string& l) { return LineHoldsHexKey(l); })) {
+    status = CheckPrivateFile(fd, what, path, " and holds a key in hex",
+                              ", or name a key of the daemon's registry as :<size>:logon:<name>");
+  }
   if (!from_stdin) close(fd);
   if (!status.ok()) return status;
-  return ParseTableText(text);
+  return lines;
 }
 
 }  // namespace ice::cli

@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <set>
 
+#include "block/memory_backend.h"
 #include "dm/table.h"
 #include "keyslot/key_registry.h"
 
@@ -193,6 +194,17 @@ Status ParseHardware(const SchemaError& err, const toml::table& t, const std::st
   ICE_ASSIGN_OR_RETURN(hw.size_bytes, GetSize(err, t, "size", w));
   if (hw.size_bytes % 512 != 0)
     return err.At(*t.get("size"), w + ".size must be a multiple of 512 bytes");
+  // Hardening 6: checked here rather than when the backend is opened, so that a start fails with
+  // the config's file and line.
+  const std::string size = w + ".size = " + std::to_string(hw.size_bytes) + " bytes ";
+  if (hw.size_bytes > uint64_t{INT64_MAX})
+    return err.At(*t.get("size"), size + "is above INT64_MAX (NBD sizes are signed 64-bit)");
+  if (hw.backing == "memory" && hw.size_bytes > MemoryBackend::kMaxSizeBytes) {
+    return err.At(*t.get("size"), size + "is above " +
+                                      std::to_string(MemoryBackend::kMaxSizeBytes) +
+                                      " (8 TiB), the most a memory backing holds: use a file "
+                                      "backing for larger devices");
+  }
   ICE_ASSIGN_OR_RETURN(int64_t slots, GetInt(err, t, "keyslots", w, false, 0, 0, 1024));
   hw.keyslots = static_cast<unsigned>(slots);
   if (const toml::node* n = t.get("capability")) {

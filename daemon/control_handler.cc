@@ -190,6 +190,13 @@ Result<json> Empty(const Status& s) {
   return json::object();
 }
 
+// create, load: {} or, when the new table has something to warn of, {"warnings": [...]}.
+Result<json> WithWarnings(const Status& s, const std::vector<std::string>& warnings) {
+  ICE_ASSIGN_OR_RETURN(json out, Empty(s));
+  if (!warnings.empty()) out["warnings"] = warnings;
+  return out;
+}
+
 Result<json> KeyAdd(Engine& e, const Args& a, const Interrupt&) {
   ICE_RETURN_IF_ERROR(a.Only({"name", "mode", "data_unit_size", "dun_bytes", "key_hex"}));
   ICE_ASSIGN_OR_RETURN(std::string name, a.String("name"));
@@ -227,16 +234,19 @@ const std::map<std::string, Verb>& Verbs() {
          ICE_RETURN_IF_ERROR(a.Only({"name", "table"}));
          ICE_ASSIGN_OR_RETURN(std::string name, a.String("name"));
          ICE_ASSIGN_OR_RETURN(auto table, a.Strings("table", false));
-         Status s = e.devices().Create(name, table, stop);
+         std::vector<std::string> warnings;
+         Status s = e.devices().Create(name, table, &warnings, stop);
          if (s.ok()) e.MinorOf(name);
-         return Empty(s);
+         return WithWarnings(s, warnings);
        }},
       {"load",
        [](Engine& e, const Args& a, const Interrupt& stop) -> Result<json> {
          ICE_RETURN_IF_ERROR(a.Only({"name", "table"}));
          ICE_ASSIGN_OR_RETURN(std::string name, a.String("name"));
          ICE_ASSIGN_OR_RETURN(auto table, a.Strings("table", true));
-         return Empty(e.devices().Load(name, table, stop));
+         std::vector<std::string> warnings;
+         Status s = e.devices().Load(name, table, &warnings, stop);
+         return WithWarnings(s, warnings);
        }},
       {"clear",
        [](Engine& e, const Args& a, const Interrupt& stop) -> Result<json> {

@@ -183,8 +183,15 @@ int DeviceRegistry::Holders(const std::string& name, std::string* first_holder) 
   return n;
 }
 
+void DeviceRegistry::PassOnWarnings(const std::string& name, const dm::Table& table,
+                                    std::vector<std::string>* out) {
+  std::vector<std::string> warnings = table.Warnings();
+  for (const std::string& w : warnings) spdlog::warn("device '{}': {}", name, w);
+  if (out != nullptr) *out = std::move(warnings);
+}
+
 Status DeviceRegistry::Create(const std::string& name, const std::vector<std::string>& table_lines,
-                              const Interrupt& stop) {
+                              std::vector<std::string>* warnings, const Interrupt& stop) {
   std::unique_lock<std::timed_mutex> v;
   ICE_RETURN_IF_ERROR(LockVerbs(v, stop, "create"));
   if (!IsValidName(name)) return Status::Error(EINVAL, "invalid device name '" + name + "'");
@@ -196,28 +203,34 @@ Status DeviceRegistry::Create(const std::string& name, const std::vector<std::st
   }
   // P3: the device is registered only once its table (if any) is live.
   auto md = std::make_shared<MappedDevice>(name, blk_);
+  std::shared_ptr<dm::Table> table;
   if (!table_lines.empty()) {
-    ICE_ASSIGN_OR_RETURN(std::shared_ptr<dm::Table> table, BuildTable(name, table_lines));
-    ICE_RETURN_IF_ERROR(md->Load(std::move(table)));
+    ICE_ASSIGN_OR_RETURN(table, BuildTable(name, table_lines));
+    ICE_RETURN_IF_ERROR(md->Load(table));
     ICE_RETURN_IF_ERROR(md->Resume());
   }
   auto entry = std::make_unique<Entry>();
   entry->kind = DeviceKind::kMapped;
   entry->device = md;
   entry->mapped = std::move(md);
-  std::lock_guard g(mu_);
-  if (shut_down_) entry->mapped->Shutdown();
-  entries_.emplace(name, std::move(entry));
+  {
+    std::lock_guard g(mu_);
+    if (shut_down_) entry->mapped->Shutdown();
+    entries_.emplace(name, std::move(entry));
+  }
+  if (table) PassOnWarnings(name, *table, warnings);
   return Status::Ok();
 }
 
 Status DeviceRegistry::Load(const std::string& name, const std::vector<std::string>& table_lines,
-                            const Interrupt& stop) {
+                            std::vector<std::string>* warnings, const Interrupt& stop) {
   std::unique_lock<std::timed_mutex> v;
   ICE_RETURN_IF_ERROR(LockVerbs(v, stop, "load"));
   ICE_ASSIGN_OR_RETURN(std::shared_ptr<MappedDevice> md, FindMapped(name));
   ICE_ASSIGN_OR_RETURN(std::shared_ptr<dm::Table> table, BuildTable(name, table_lines));
-  return md->Load(std::move(table));
+  ICE_RETURN_IF_ERROR(md->Load(table));
+  PassOnWarnings(name, *table, warnings);
+  return Status::Ok();
 }
 
 Status DeviceRegistry::Clear(const std::string& name, const Interrupt& stop) {

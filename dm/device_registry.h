@@ -70,11 +70,15 @@ class DeviceRegistry final : public DeviceLookup {
   // error (ETIMEDOUT, ECANCELED), having changed nothing.
   //
   // dmsetup create: a new mapped device; with table lines, loaded and resumed (all-or-nothing, P3).
+  // When it succeeds, the table's warnings (Table::Warnings) are logged and, if `warnings` is
+  // given, stored there.
   Status Create(const std::string& name, const std::vector<std::string>& table_lines,
+                std::vector<std::string>* warnings = nullptr,
                 const Interrupt& stop = Interrupt::Never());
   // dmsetup load: validates (D1, D3, D4) and stores the inactive table, replacing one already
-  // loaded. A rejected table leaves the device exactly as it was.
+  // loaded. A rejected table leaves the device exactly as it was. Warnings as for Create.
   Status Load(const std::string& name, const std::vector<std::string>& table_lines,
+              std::vector<std::string>* warnings = nullptr,
               const Interrupt& stop = Interrupt::Never());
   // dmsetup clear: drops the inactive table.
   Status Clear(const std::string& name, const Interrupt& stop = Interrupt::Never());
@@ -119,6 +123,9 @@ class DeviceRegistry final : public DeviceLookup {
   // and any device that reaches `self` through its tables. REQUIRES: verbs_mu_ held.
   Result<std::shared_ptr<dm::Table>> BuildTable(const std::string& self,
                                                 const std::vector<std::string>& lines);
+  // Logs the warnings of `table`, the new table of device `name`, and stores them in `out`.
+  static void PassOnWarnings(const std::string& name, const dm::Table& table,
+                             std::vector<std::string>* out);
   // Whether device `from` is `to` or maps onto it through any table, live or not.
   bool Reaches(const std::string& from, const std::string& to) const;
   // The tables of other mapped devices that use `name`, and the first such device's name.

@@ -23,7 +23,8 @@ namespace ice::dm {
 //
 // I/O (Submit) runs concurrently on any number of threads without taking a lock: it counts itself
 // in flight, and the live table changes only while the device is suspended with nothing in
-// flight. While suspended, Submit blocks until resume; with no live table it fails with EIO.
+// flight. With no live table Submit fails with EIO at once, suspended or not (the kernel's
+// dm_submit_bio checks the table first); otherwise, while suspended, it blocks until resume.
 //
 // Control operations (Load, ClearInactive, Suspend, Resume) are thread-safe; Suspend and Resume
 // are serialised with each other and may wait for in-flight I/O, which may itself wait on another
@@ -49,9 +50,9 @@ class MappedDevice final : public BlockDevice, private KeyslotOps {
   CryptoProfile* crypto_profile() override { return profile_ptr_.load(std::memory_order_acquire); }
   // Splits `req` at target boundaries (D8) and maps each piece with its target; flushes go to
   // every target (all of them, even after a failure; the first error is returned). A crypto
-  // request whose split point falls inside a data unit fails with EINVAL before any I/O. Blocks
-  // while suspended. EIO without a live table (checked first, suspended or not, as the kernel's
-  // dm_submit_bio does) or beyond the device's end. Allocates nothing unless the request fails.
+  // request whose split point falls inside a data unit fails with EINVAL before any I/O. EIO at
+  // once without a live table (even while suspended); otherwise blocks while suspended. EIO
+  // beyond the device's end. Allocates nothing unless the request fails.
   Status Submit(const IoRequest& req) override;
   bool supports_discard() const override { return discard_.load(std::memory_order_acquire); }
   uint32_t logical_block_size() const override { return lbs_.load(std::memory_order_acquire); }
@@ -106,7 +107,6 @@ class MappedDevice final : public BlockDevice, private KeyslotOps {
   Status FlushAll(Table& table, const IoRequest& req);
   Status SuspendLocked(const Interrupt& stop);  // REQUIRES: transition_mu_ held.
   void OpenGate();                              // lets queued and new I/O through
-  Status NoTable(const IoRequest& req) const;
   Status SwapIn(const std::shared_ptr<Table>& next,
                 std::shared_ptr<Table>* old);  // REQUIRES: transition_mu_ held, suspended.
 

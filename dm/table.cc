@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
+#include <span>
+#include <string_view>
 
 #include "keyslot/crypto_profile.h"
 #include "keyslot/key_memory.h"
@@ -62,6 +64,42 @@ uint32_t EntryBlockSize(const TableEntry& e) {
   return lbs;
 }
 
+// Whether `word` could be a raw key in hex wherever a shifted or garbled line put it: nothing but
+// hex digits, at least as many as the shortest key ice takes (aes-128-cbc-essiv: 16 bytes).
+bool MayBeHexKey(std::string_view word) {
+  return word.size() >= 32 && std::all_of(word.begin(), word.end(), [](char c) {
+           return std::isxdigit(static_cast<unsigned char>(c)) != 0;
+         });
+}
+
+// How messages about a line that may hold a key name a word instead of quoting it: its field of
+// the line, or for a target's arguments dmsetup's argument number.
+std::string Position(size_t word) {
+  return word < 3 ? "field " + std::to_string(word + 1) : "argument " + std::to_string(word - 2);
+}
+
+// Hardening 9: a target's error with every word of its line that may be key material (the key
+// argument of a type that takes one, unless too short to be mistaken for one anywhere in a
+// message, and any hex run long enough to be a key) replaced by its position. The targets that take
+// keys quote none of their arguments; this keeps every other message (a device named by a shifted
+// key, say) from ever echoing one. `head` holds the line's first three words, `args` the rest.
+Status Redacted(const Status& error, std::span<const std::string> head,
+                const std::vector<std::string>& args, int key_arg) {
+  std::string message = error.message();
+  for (size_t i = 0; i < head.size() + args.size(); ++i) {
+    const std::string& word = i < head.size() ? head[i] : args[i - head.size()];
+    const bool is_key_arg = i >= head.size() && static_cast<int>(i - head.size()) == key_arg;
+    if (!((is_key_arg && word.size() >= 8) || MayBeHexKey(word))) continue;
+    const std::string at = "<" + Position(i) + ">";
+    for (size_t pos = message.find(word); pos != std::string::npos;
+         pos = message.find(word, pos + at.size())) {
+      message.replace(pos, word.size(), at);
+    }
+  }
+  if (message == error.message()) return error;
+  return Status::Error(error.code(), message);
+}
+
 }  // namespace
 
 bool LineHoldsKey(const std::string& line) {
@@ -87,26 +125,39 @@ Result<std::unique_ptr<Table>> Table::Create(const std::vector<std::string>& lin
     WipedWords split{SplitWords(lines[n])};
     std::vector<std::string>& words = split.words;
     if (words.size() < 3) return bad("expected '<start> <length> <type> [<args>…]'");
-    auto start = ParseU64(words[0], "start");
+    // Hardening 9: the words of a line that may hold a key are named, never quoted.
+    const bool secret =
+        LineHoldsKey(lines[n]) || std::any_of(words.begin(), words.end(), MayBeHexKey);
+    auto number = [&](size_t i, const char* field) -> Result<uint64_t> {
+      Result<uint64_t> v = ParseU64(words[i], field);
+      if (v.ok() || !secret) return v;
+      return Status::Error(EINVAL, std::string(field) + " (" + Position(i) + ") is not a number");
+    };
+    auto start = number(0, "start");
     if (!start.ok()) return start.status().WithContext(where);
-    auto length = ParseU64(words[1], "length");
+    auto length = number(1, "length");
     if (!length.ok()) return length.status().WithContext(where);
     if (*length == 0) return bad("zero-length target");
     // D1: each target begins where the previous one ended, the first at sector 0.
     if (table->entries_.empty() && *start != 0) {
-      return bad("the first target starts at sector " + words[0] + ", not 0");
+      return bad("the first target starts at sector " + std::to_string(*start) + ", not 0");
     }
     if (*start != table->size_sectors_) {
       return bad(std::string(*start < table->size_sectors_ ? "overlap" : "gap") +
-                 " in table: start " + words[0] + " is not sector " +
+                 " in table: start " + std::to_string(*start) + " is not sector " +
                  std::to_string(table->size_sectors_) + ", where the previous target ends");
     }
-    // Sizes are kept in bytes elsewhere: the end must fit in 64 bits of bytes.
-    if (*length > (UINT64_MAX / kSectorBytes) - *start) {
-      return bad("length " + words[1] + " makes the device larger than 2^64 bytes");
+    // Sizes are kept in bytes, and NBD's are signed: the end must fit in an int64 of bytes.
+    if (*length > kMaxDeviceSectors - *start) {
+      return bad("length " + std::to_string(*length) + " makes the device larger than " +
+                 std::to_string(kMaxDeviceSectors * kSectorBytes) +
+                 " bytes (NBD sizes are signed 64-bit)");
     }
     const TargetType* type = FindTargetType(words[2]);
-    if (type == nullptr) return bad("unknown target type '" + words[2] + "'");
+    if (type == nullptr) {
+      return bad("unknown target type " +
+                 (secret ? "(" + Position(2) + ")" : "'" + words[2] + "'"));
+    }
 
     TargetArgs args;
     args.start_sector = *start;
@@ -114,11 +165,13 @@ Result<std::unique_ptr<Table>> Table::Create(const std::vector<std::string>& lin
     args.args.assign(std::make_move_iterator(words.begin() + 3),
                      std::make_move_iterator(words.end()));
     auto target = type->create(env, args);
+    const Status error = target.ok() ? Status::Ok()
+                                     : Redacted(target.status(), std::span(words.data(), 3),
+                                                args.args, type->key_arg);
     for (std::string& arg : args.args) WipeString(arg);
     if (!target.ok()) {
       // Named once, as the kernel logs "<type>: <error>": some targets name themselves already.
       const std::string name(type->name);
-      const Status& error = target.status();
       if (error.message().starts_with(name + ": ")) return error.WithContext(where);
       return error.WithContext(where + ": " + name);
     }
@@ -217,6 +270,17 @@ std::vector<std::string> Table::TableLines() const {
   std::vector<std::string> out;
   out.reserve(entries_.size());
   for (const TableEntry& e : entries_) out.push_back(Line(e, e.target->TableParams()));
+  return out;
+}
+
+std::vector<std::string> Table::Warnings() const {
+  std::vector<std::string> out;
+  for (const TableEntry& e : entries_) {
+    const std::string warning = e.target->Warning();
+    if (warning.empty()) continue;
+    out.push_back(std::string(e.type->name) + " at sector " + std::to_string(e.start_sector) +
+                  ": " + warning);
+  }
   return out;
 }
 

@@ -15,6 +15,10 @@
 namespace ice::dm {
 
 inline constexpr uint64_t kSectorBytes = 512;
+// The largest device, in sectors, that a table may make or a target may reach into: NBD sizes and
+// the file offsets of backends are signed 64-bit byte counts, so no device ends beyond INT64_MAX
+// bytes, and a sector below this bound never overflows when turned into bytes.
+inline constexpr uint64_t kMaxDeviceSectors = INT64_MAX / kSectorBytes;
 
 // One line of a table: where the target sits in the mapped device, and the target.
 struct TableEntry {
@@ -83,6 +87,8 @@ class Table {
   // so empty params leave a trailing space.
   std::vector<std::string> TableLines() const;
   std::vector<std::string> StatusLines() const;
+  // Every target's Warning, as "<type> at sector <start>: <warning>", in table order.
+  std::vector<std::string> Warnings() const;
 
  private:
   Table() = default;

@@ -72,6 +72,10 @@ class Target {
 
   virtual bool supports_discard() const { return false; }
 
+  // What a user must know about this target although its table is valid (a fault that defeats
+  // the encryption of some writes, say), passed on by `create` and `load`; "" for nothing.
+  virtual std::string Warning() const { return ""; }
+
   // The alignment the target needs of every request (the kernel's io_hints logical_block_size):
   // default-key needs its sector size. A mapped device's is the largest of its live targets'.
   virtual uint32_t logical_block_size() const { return 1; }

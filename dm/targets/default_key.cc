@@ -23,7 +23,11 @@ namespace {
 constexpr size_t kMaxKeyBytes = 128;  // the kernel's DM_DEFAULT_KEY_MAX_WRAPPED_KEY_SIZE
 constexpr unsigned kMaxOptions = 4;
 
+// Hardening 9: no message quotes an argument. A line whose fields are shifted may hold the key in
+// any of them, so each is named by its position (dmsetup's, from 1 after the type) instead.
 Status Invalid(const std::string& what) { return Status::Error(EINVAL, "default-key: " + what); }
+
+std::string Arg(size_t index) { return "argument " + std::to_string(index + 1); }
 
 struct Cipher {
   const char* name;
@@ -67,18 +71,22 @@ struct KeyringRef {
   std::string name;
 };
 
+// Once parsed, the name is quoted in messages: a keyring reference holds no secret (the table
+// prints it as given).
 Result<KeyringRef> ParseKeyringRef(const std::string& text) {
+  const std::string key = "key (" + Arg(1) + ")";
   const size_t type_at = text.find(':', 1);
   const size_t name_at = type_at == std::string::npos ? type_at : text.find(':', type_at + 1);
   if (name_at == std::string::npos) {
-    return Invalid("key '" + text + "' is not of the form :<size>:logon:<name>");
+    return Invalid(key + " is neither hex nor of the form :<size>:logon:<name>");
   }
   KeyringRef ref;
   Result<uint64_t> size = ParseU64(text.substr(1, type_at - 1), "key size");
-  if (!size.ok()) return size.status().WithContext("default-key");
+  if (!size.ok()) return Invalid("the size of the " + key + " is not a number");
   ref.size = *size;
-  const std::string type = text.substr(type_at + 1, name_at - type_at - 1);
-  if (type != "logon") return Invalid("key type '" + type + "' is not supported (only logon)");
+  if (text.compare(type_at + 1, name_at - type_at - 1, "logon") != 0) {
+    return Invalid("the type of the " + key + " is not supported (only logon)");
+  }
   ref.name = text.substr(name_at + 1);
   return ref;
 }
@@ -88,14 +96,14 @@ struct Options {
   uint32_t sector_size = kSectorBytes;
 };
 
-// The optional arguments from <#opts> on. As in the kernel, words after the counted group are
-// ignored, and a later sector_size replaces an earlier one.
-Result<Options> ParseOptions(std::span<const std::string> words) {
+// The optional arguments from <#opts> on (argument `first` of the target). As in the kernel,
+// words after the counted group are ignored, and a later sector_size replaces an earlier one.
+Result<Options> ParseOptions(std::span<const std::string> words, size_t first) {
   Options o;
   if (words.empty()) return o;
   Result<uint64_t> n = ParseU64(words[0], "value");
   if (!n.ok() || *n > kMaxOptions || *n > words.size() - 1) {
-    return Invalid("Invalid number of feature args '" + words[0] + "'");
+    return Invalid("Invalid number of feature args (" + Arg(first) + ")");
   }
   bool iv_large_sectors = false;
   for (size_t i = 1; i <= *n; ++i) {
@@ -105,7 +113,7 @@ Result<Options> ParseOptions(std::span<const std::string> words) {
     } else if (opt.rfind("sector_size:", 0) == 0) {
       Result<uint64_t> size = ParseU64(opt.substr(12), "sector_size");
       if (!size.ok() || *size < kSectorBytes || *size > 4096 || (*size & (*size - 1)) != 0) {
-        return Invalid("Invalid sector_size '" + opt + "'");
+        return Invalid("Invalid sector_size (" + Arg(first + i) + "): 512 to 4096, a power of 2");
       }
       o.sector_size = static_cast<uint32_t>(*size);
     } else if (opt == "iv_large_sectors") {
@@ -114,7 +122,7 @@ Result<Options> ParseOptions(std::span<const std::string> words) {
       return Invalid(
           "wrappedkey_v0: hardware-wrapped keys are not supported (ice has raw keys only)");
     } else {
-      return Invalid("Invalid feature arguments '" + opt + "'");
+      return Invalid("Invalid feature arguments (" + Arg(first + i) + ")");
     }
   }
   // dm-default-key implements only the iv_large_sectors layout.
@@ -246,9 +254,11 @@ Result<std::unique_ptr<Target>> CreateDefaultKey(const TargetEnv& env, const Tar
   for (const Cipher& c : kCiphers) {
     if (a[0] == c.name) cipher = &c;
   }
-  if (cipher == nullptr) return Invalid("Unsupported cipher '" + a[0] + "'");
+  if (cipher == nullptr) {
+    return Invalid("Unsupported cipher (" + Arg(0) + "): aes-xts-plain64 is the one ice has");
+  }
   if (!ModeInfo(cipher->mode).implemented) {
-    return Invalid("cipher " + a[0] + " needs " + ModeInfo(cipher->mode).name +
+    return Invalid(std::string("cipher ") + cipher->name + " needs " + ModeInfo(cipher->mode).name +
                    ", which ice cannot compute");
   }
   p.cipher = a[0];
@@ -264,25 +274,27 @@ Result<std::unique_ptr<Target>> CreateDefaultKey(const TargetEnv& env, const Tar
   }
 
   Result<uint64_t> iv_offset = ParseU64(a[2], "iv_offset");
-  if (!iv_offset.ok()) return Invalid("Invalid iv_offset sector '" + a[2] + "'");
+  if (!iv_offset.ok()) return Invalid("Invalid iv_offset sector (" + Arg(2) + ")");
   p.iv_offset = *iv_offset;
 
   Result<uint64_t> start = ParseU64(a[4], "start sector");
-  if (!start.ok() || *start > UINT64_MAX / kSectorBytes) {
-    return Invalid("Invalid start sector '" + a[4] + "'");
-  }
+  if (!start.ok()) return Invalid("Invalid start sector (" + Arg(4) + ")");
   p.start_sectors = *start;
   Result<DeviceRef> dev = GetDeviceArea(env, a[3], p.start_sectors, args.length_sectors);
+  // Only a failed lookup quotes the word itself; the other errors name a device that exists.
+  if (!dev.ok() && dev.status().code() == ENXIO) {
+    return Status::Error(ENXIO, "default-key: Device lookup failed: no device named by " + Arg(3));
+  }
   if (!dev.ok()) return dev.status().WithContext("default-key");
   p.dev = std::move(*dev);
 
-  ICE_ASSIGN_OR_RETURN(p.options, ParseOptions(std::span(a).subspan(5)));
+  ICE_ASSIGN_OR_RETURN(p.options, ParseOptions(std::span(a).subspan(5), 5));
   const uint64_t units = p.options.sector_size / kSectorBytes;
   if (args.length_sectors % units != 0) {
     return Invalid("Device size is not a multiple of sector_size");
   }
   if (args.length_sectors == 0 || p.iv_offset > UINT64_MAX - (args.length_sectors - 1)) {
-    return Invalid("iv_offset " + a[2] + " leaves no room for the target's DUNs");
+    return Invalid("iv_offset (" + Arg(2) + ") leaves no room for the target's DUNs");
   }
   p.max_dun = (p.iv_offset + args.length_sectors - 1) / units;
 

@@ -112,7 +112,7 @@ Result<DelayClass> ParseClass(const TargetEnv& env, const TargetArgs& args, size
   const std::vector<std::string>& a = args.args;
   DelayClass c;
   Result<uint64_t> start = ParseU64(a[first + 1], "device sector");
-  if (!start.ok() || *start > UINT64_MAX / kSectorBytes) {
+  if (!start.ok()) {
     return Invalid("Invalid device sector '" + a[first + 1] + "'");
   }
   c.start_sectors = *start;

@@ -29,11 +29,25 @@ bool WordIs(const std::string& word, const char* name) {
 
 class DustTarget final : public Target {
  public:
-  DustTarget(const TargetEnv& env, DeviceRef dev, uint64_t start_sectors, uint32_t blksz)
-      : blk_(env.blk), dev_(std::move(dev)), start_sectors_(start_sectors), blksz_(blksz) {}
+  DustTarget(const TargetEnv& env, DeviceRef dev, uint64_t begin_sectors, uint64_t start_sectors,
+             uint32_t blksz)
+      : blk_(env.blk),
+        dev_(std::move(dev)),
+        start_sectors_(start_sectors),
+        blksz_(blksz),
+        // The kernel's dust_map remaps an empty flush like any bio: sector 0 of the mapped
+        // device, which dm_target_offset takes below the target's begin (wrapping when the target
+        // does not start at 0), plus <offset>.
+        flush_block_((start_sectors - begin_sectors) / (blksz / kSectorBytes)) {}
 
   Status Map(const IoRequest& req) override {
-    if (req.op == IoOp::kFlush) return blk_->Submit(*dev_.device, req);
+    if (req.op == IoOp::kFlush) {
+      // A flush is a write to the kernel (REQ_OP_WRITE | REQ_PREFLUSH), so dust_map_write judges
+      // it by that block: enabled, it fails while the block's write-fail count lasts and then
+      // clears the block from the list, as a write would.
+      ICE_RETURN_IF_ERROR(CheckBlock(req.op, flush_block_));
+      return blk_->Submit(*dev_.device, req);
+    }
     Status first_error;
     uint64_t done = 0;
     while (done < req.length_bytes) {
@@ -188,6 +202,7 @@ class DustTarget final : public Target {
   const DeviceRef dev_;
   const uint64_t start_sectors_;
   const uint64_t blksz_;
+  const uint64_t flush_block_;  // the block a flush is judged by
 
   mutable std::mutex mu_;            // guards everything below
   std::map<uint64_t, uint8_t> bad_;  // block -> write fail count, in order for listbadblocks
@@ -208,13 +223,13 @@ Result<std::unique_ptr<Target>> CreateDust(const TargetEnv& env, const TargetArg
     return Invalid("Block size is too large");
   }
   Result<uint64_t> start = ParseU64(a[1], "device offset sector");
-  if (!start.ok() || *start > UINT64_MAX / kSectorBytes) {
+  if (!start.ok()) {
     return Invalid("Invalid device offset sector '" + a[1] + "'");
   }
   Result<DeviceRef> dev = GetDeviceArea(env, a[0], *start, args.length_sectors);
   if (!dev.ok()) return dev.status().WithContext("dust");
-  return std::unique_ptr<Target>(
-      std::make_unique<DustTarget>(env, std::move(*dev), *start, static_cast<uint32_t>(*blksz)));
+  return std::unique_ptr<Target>(std::make_unique<DustTarget>(
+      env, std::move(*dev), args.start_sector, *start, static_cast<uint32_t>(*blksz)));
 }
 
 }  // namespace

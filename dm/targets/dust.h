@@ -11,8 +11,11 @@
 // Enabled ("fail_read_on_bad_block"): reading a bad block fails with EIO; writing (or discarding
 // or write-zeroing) it fails with EIO while its write-fail count is above 0, each failure
 // decrementing it; once the count is 0 a write succeeds and removes the block from the list.
-// Disabled ("bypass"): every request passes and the list is left alone. Flushes always pass.
-// The pieces of one request are all attempted; the request returns the first failure.
+// Disabled ("bypass"): every request passes and the list is left alone. A flush is a write to the
+// kernel: enabled, it is judged as a write of one block, the one the kernel's dust_map computes
+// for an empty flush (sector 0 of the mapped device, remapped: <offset> minus the target's start
+// sector, wrapping below 0), so a target at sector 0 judges flushes by the block holding
+// <offset>. The pieces of one request are all attempted; the request returns the first failure.
 //
 // Messages (`dmsetup message`), their replies exactly as the kernel's:
 //   addbadblock N [wr_fail_cnt]  removebadblock N  queryblock N  -> "dust_query_block: block N

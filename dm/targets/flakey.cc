@@ -49,6 +49,10 @@ struct Features {
   unsigned random_write = 0;
 };
 
+bool CorruptsWrites(const Features& f) {
+  return (f.corrupt_byte != 0 && f.corrupt_writes) || f.random_write != 0;
+}
+
 // The words after <down>: [<#feature_args> <feature>...]. As in the kernel, words after the
 // counted group are ignored.
 Result<Features> ParseFeatures(std::span<const std::string> words) {
@@ -112,7 +116,7 @@ Result<Features> ParseFeatures(std::span<const std::string> words) {
     }
   }
 
-  const bool corrupts_writes = (f.corrupt_byte != 0 && f.corrupt_writes) || f.random_write != 0;
+  const bool corrupts_writes = CorruptsWrites(f);
   const bool corrupts_reads = (f.corrupt_byte != 0 && !f.corrupt_writes) || f.random_read != 0;
   if (f.drop_writes && corrupts_writes) {
     return Invalid(
@@ -206,30 +210,41 @@ class FlakeyTarget final : public Target {
   }
 
   std::string TableParams() const override {
-    // Kernel 6.1's layout: every field followed by a space (rule T7, notes/real-kernel.md).
+    // Mainline's flakey_status (STATUSTYPE_TABLE), field for field: each after a space, none
+    // after the last. Kernel 6.1 ended every field with a space instead, trailing one included.
     const unsigned words = f_.error_reads + f_.drop_writes + f_.error_writes +
                            (f_.corrupt_byte != 0) * 5 + (f_.random_read != 0) * 2 +
                            (f_.random_write != 0) * 2;
     std::string s = dev_.name + " " + std::to_string(start_sectors_) + " " + std::to_string(up_) +
-                    " " + std::to_string(down_) + " " + std::to_string(words) + " ";
-    if (f_.error_reads) s += "error_reads ";
+                    " " + std::to_string(down_) + " " + std::to_string(words);
+    if (f_.error_reads) s += " error_reads";
     if (f_.drop_writes) {
-      s += "drop_writes ";
+      s += " drop_writes";
     } else if (f_.error_writes) {
-      s += "error_writes ";
+      s += " error_writes";
     }
     if (f_.corrupt_byte != 0) {
-      s += "corrupt_bio_byte " + std::to_string(f_.corrupt_byte) +
+      s += " corrupt_bio_byte " + std::to_string(f_.corrupt_byte) +
            (f_.corrupt_writes ? " w " : " r ") + std::to_string(f_.corrupt_value) + " " +
-           std::to_string(f_.corrupt_flags) + " ";
+           std::to_string(f_.corrupt_flags);
     }
-    if (f_.random_read != 0) s += "random_read_corrupt " + std::to_string(f_.random_read) + " ";
-    if (f_.random_write != 0) s += "random_write_corrupt " + std::to_string(f_.random_write) + " ";
+    if (f_.random_read != 0) s += " random_read_corrupt " + std::to_string(f_.random_read);
+    if (f_.random_write != 0) s += " random_write_corrupt " + std::to_string(f_.random_write);
     return s;
   }
 
   std::vector<DeviceRef> Devices() const override { return {dev_}; }
   bool supports_discard() const override { return dev_.device->supports_discard(); }
+
+  // Hardening 10: the target cannot know whether keyed writes will come, so it says so whenever
+  // write corruption is set.
+  std::string Warning() const override {
+    if (!CorruptsWrites(f_)) return "";
+    return "corrupted writes go out from a copy without the crypto context, as in the kernel: a "
+           "corrupted write that carried a key (a NAME@KEY export, a default-key above) reaches "
+           "the medium in plaintext (warned whenever write corruption is set: the daemon cannot "
+           "know whether keyed writes will come)";
+  }
 
  private:
   bool IsDown() const {
@@ -287,7 +302,7 @@ Result<std::unique_ptr<Target>> CreateFlakey(const TargetEnv& env, const TargetA
   const std::vector<std::string>& a = args.args;
   if (a.size() < 4) return Invalid("Invalid argument count");
   Result<uint64_t> start = ParseU64(a[1], "device sector");
-  if (!start.ok() || *start > UINT64_MAX / kSectorBytes) {
+  if (!start.ok()) {
     return Invalid("Invalid device sector '" + a[1] + "'");
   }
   ICE_ASSIGN_OR_RETURN(unsigned up, ReadArg(a[2], 0, UINT32_MAX, "Invalid up interval"));

@@ -21,9 +21,14 @@
 // interval fails reads and writes alike (the kernel then records error_reads and error_writes, and
 // `table` prints them).
 //
+// Table: mainline's layout, "<dev> <offset> <up> <down> <#words>[ <feature>...]" in the order
+// error_reads, drop_writes|error_writes, corrupt_bio_byte, random_read_corrupt,
+// random_write_corrupt, no trailing space (kernel 6.1 printed one). Status: empty.
+//
 // Crypto: flakey passes crypto contexts through (D7). A corrupted write is sent from a private
-// copy that carries no crypto context, as the kernel's clone does (D8): on natively encrypting
-// hardware it reaches the medium in plaintext.
+// copy that carries no crypto context, as the kernel's clone does (D8): a write that came with a
+// key (a keyed export, a default-key above) reaches the medium in plaintext. Warning() says so
+// whenever write corruption is set (corrupt_bio_byte … w …, random_write_corrupt P > 0).
 //
 // The flags model of <flags>: bits 0-7 are the kernel's REQ_OP (read 0, write 1, discard 3,
 // write-zeroes 9, and a flush is a write with REQ_PREFLUSH, bit 18); REQ_FUA is bit 17.

@@ -9,10 +9,17 @@ namespace ice::dm {
 
 Result<DeviceRef> GetDeviceArea(const TargetEnv& env, std::string_view name,
                                 uint64_t offset_sectors, uint64_t length_sectors) {
-  ICE_ASSIGN_OR_RETURN(DeviceRef ref, env.devices->Find(name));
-  const uint64_t dev_sectors = ref.device->size_bytes() / kSectorBytes;
   const std::string area =
       "start=" + std::to_string(offset_sectors) + ", len=" + std::to_string(length_sectors);
+  // Checked before anything else, even for a device of size 0 whose size is not checked: such an
+  // area would wrap when turned into bytes and reach the start of the device instead.
+  if (offset_sectors > kMaxDeviceSectors || length_sectors > kMaxDeviceSectors - offset_sectors) {
+    return Status::Error(EINVAL, "device area " + area + " ends beyond sector " +
+                                     std::to_string(kMaxDeviceSectors) +
+                                     ", the end of the largest device (INT64_MAX bytes)");
+  }
+  ICE_ASSIGN_OR_RETURN(DeviceRef ref, env.devices->Find(name));
+  const uint64_t dev_sectors = ref.device->size_bytes() / kSectorBytes;
   if (dev_sectors != 0 &&
       (offset_sectors >= dev_sectors || length_sectors > dev_sectors - offset_sectors)) {
     return Status::Error(EINVAL, "device '" + ref.name + "' too small for target: " + area +

@@ -21,7 +21,9 @@ extern const TargetType kLinearTarget;
 // `name` through env.devices and checks that `length_sectors` sectors from `offset_sectors` lie
 // within the device (a device of size 0, such as a mapped device with no table yet, is not
 // checked, as in the kernel) and that `offset_sectors` is aligned to the device's logical block
-// size. EINVAL naming the device, or the lookup's error. Shared by targets that map onto ranges.
+// size. An area ending beyond kMaxDeviceSectors is refused whatever the device (the kernel takes
+// any 64-bit sector; ice counts bytes, which would wrap). EINVAL naming the device, or the
+// lookup's error. Shared by every target that maps onto a range of a device.
 Result<DeviceRef> GetDeviceArea(const TargetEnv& env, std::string_view name,
                                 uint64_t offset_sectors, uint64_t length_sectors);
 

@@ -18,6 +18,9 @@ Names that make it misbehave (any verb whose name/export argument is one of them
   x-badshape   reply ok with a result that lacks required fields
   x-badid      reply with another request's id
   x-multiline  refuse with an error message that spans lines
+  x-badwarn    reply ok with "warnings" that is not a list of strings
+A create or load whose table has a flakey line corrupting writes (corrupt_bio_byte … w …,
+random_write_corrupt) is answered with a "warnings" list, as the daemon does (hardening 10).
 Stops on SIGTERM or SIGINT, removing SOCKET.
 """
 import json
@@ -151,6 +154,15 @@ class State:
                 return h
         raise Refused(ENOENT, "no hardware device named '%s'" % name)
 
+    @staticmethod
+    def warnings(table):
+        """The daemon's reply to create/load: flakey write corruption is warned of."""
+        found = ["flakey at sector %s: corrupted writes go out from a copy without the crypto "
+                 "context, as in the kernel" % line.split()[0] for line in table
+                 if " flakey " in line and re.search(r"corrupt_bio_byte \S+ w |random_write_corrupt [1-9]",
+                                                     line, re.I)]
+        return {"warnings": found} if found else {}
+
     def answer(self, verb, a):
         name = a.get("name")
         if verb == "version":
@@ -160,8 +172,11 @@ class State:
         if verb == "create":
             if name in self.all_devices:
                 raise Refused(EEXIST, "device '%s' already exists" % name)
-            return {}
-        if verb in ("load", "clear", "suspend", "resume"):
+            return self.warnings(a.get("table", []))
+        if verb == "load":
+            self.device(name)
+            return self.warnings(a.get("table", []))
+        if verb in ("clear", "suspend", "resume"):
             self.device(name)
             return {}
         if verb == "remove":
@@ -324,6 +339,9 @@ class Handler(socketserver.StreamRequestHandler):
                 continue
             if trigger == "x-badid":
                 self.send({"v": 1, "id": 999, "ok": True, "result": {}})
+                continue
+            if trigger == "x-badwarn":
+                self.send({"v": 1, "id": rid, "ok": True, "result": {"warnings": "flakey"}})
                 continue
             if trigger == "x-multiline":
                 self.error(rid, EINVAL, "first line\nsecond line")

@@ -196,6 +196,46 @@ expect "load without a table is a usage error" 2 ""
 check "a usage error sends nothing" [ "$(requests)" = "$before" ]
 ice create new4 --table "0 8 zero" --table-file "$TMP/table"
 expect "--table with --table-file is a usage error" 2 ""
+# Hardening 9: a key in hex on the command line is refused (it is in every user's ps), and a table
+# file holding one must be private, as a key file.
+TABLE_KEY=$(printf 'ab%.0s' {1..64})
+before=$(requests)
+ice create dk0 --table "0 8 default-key aes-xts-plain64 $TABLE_KEY 0 hw0 0"
+expect "hardening 9: --table with a hex key is refused" 1 ""
+check "hardening 9: the refusal points to --table-file and the keyring form" \
+  contains "$ERR" "--table-file (mode 0600, or - for stdin), or name a key of the daemon's registry as :<size>:logon:<name>"
+check "hardening 9: the refusal does not echo the key" [ "${ERR/$TABLE_KEY/}" = "$ERR" ]
+ice load lin0 --table "0 8 zero" --table "8 8 default-key $TABLE_KEY aes-xts-plain64 0 hw0 0"
+expect "hardening 9: a hex key shifted into another field is refused too" 1 ""
+check "hardening 9: a refused --table is never sent" [ "$(requests)" = "$before" ]
+ice create dk1 --table "0 8 default-key aes-xts-plain64 :64:logon:k 0 hw0 0"
+expect "hardening 9: a keyring-form key on the command line is fine" 0 ""
+echo "0 8 default-key aes-xts-plain64 $TABLE_KEY 0 hw0 0" >"$TMP/dk.table"
+chmod 644 "$TMP/dk.table"
+before=$(requests)
+ice create dk2 --table-file "$TMP/dk.table"
+expect "hardening 9: a table file with a key, mode 0644, is refused" 1 ""
+expect_err "hardening 9: the table file refusal says why and how to fix it" "icectl: error: table file $TMP/dk.table has mode 0644 and holds a key in hex: it must not be accessible by group or others (chmod 600 $TMP/dk.table), or name a key of the daemon's registry as :<size>:logon:<name>"
+check "hardening 9: a refused table file is never sent" [ "$(requests)" = "$before" ]
+chmod 600 "$TMP/dk.table"
+ice create dk2 --table-file "$TMP/dk.table"
+expect "hardening 9: a private table file with a key is sent" 0 ""
+last_request "hardening 9: the private table file's line is sent" "a == {'name': 'dk2', 'table': ['0 8 default-key aes-xts-plain64 $TABLE_KEY 0 hw0 0']}"
+# Hardening 10: a table whose flakey corrupts writes succeeds with a warning on stderr, exit 0.
+ice create fl9 --table "0 2048 flakey hw0 0 0 1 5 corrupt_bio_byte 1 w 0 0"
+if [ "$RC" = 0 ] && [ -z "$OUT" ] && [[ $ERR == "icectl: warning: flakey at sector 0: corrupted writes go out from a copy without the crypto context"*$'\n' ]] &&
+  [ "$(printf '%s' "$ERR" | grep -c '')" = 1 ]; then
+  pass "hardening 10: create prints the daemon's warning on stderr and exits 0"
+else
+  fail "hardening 10: create prints the daemon's warning on stderr and exits 0" "rc $RC" "stdout: $OUT" "stderr: $ERR"
+fi
+ice --json load lin0 --table "0 2048 flakey hw0 0 0 1 2 random_write_corrupt 5"
+expect_json "hardening 10: load --json holds the warnings" 'd["warnings"][0].startswith("flakey at sector 0: ")'
+check "hardening 10: load --json also says it on stderr" starts_with "$ERR" "icectl: warning: flakey at sector 0:"
+ice load lin0 --table "0 2048 flakey hw0 0 0 1 5 corrupt_bio_byte 1 r 0 0"
+expect "hardening 10: no warning without write corruption" 0 ""
+ice create x-badwarn --table "0 8 zero"
+expect "hardening 10: warnings that are not a list of strings are a malformed reply" 3 ""
 for verb in clear suspend resume remove; do
   ice "$verb" lin0
   expect "$verb exits 0 silently" 0 ""

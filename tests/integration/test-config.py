@@ -44,6 +44,13 @@ cases = [
      '[daemon]\ncontrol_socket = "{dir}/control.sock"\ndefault_export = "nosuch"\n' + HW,
      ["default_export", "nosuch"]),
     ("a key the wrong size", KEY % "{dir}/k.key", ["key 'k'", "64"]),
+    # Hardening 6: sizes no backend can serve are config errors, not an abort with no message.
+    ("a memory backing of 2^63 - 512 bytes (hardening 6)",
+     HW.replace('"1M"', "9223372036854775296"),
+     ["ice.toml:", "9223372036854775296", "memory backing"]),
+    ("a file backing above INT64_MAX bytes (hardening 6)",
+     HW.replace('"memory"', '"file:big.img"').replace('"1M"', '"8388608T"'),
+     ["ice.toml:", ".size", "INT64_MAX"]),
 ]
 for what, config, words in cases:
     def prepare(d):

@@ -448,6 +448,63 @@ with d:
              or k.hex()[:32] in everything.lower()]
     c.check("no key bytes in the log, replies or metrics (P4)", not leaks, str(leaks))
 
+    # Hardening 9: a default-key line whose fields are shifted may hold the key in any field; no
+    # error reply and no log line may echo it, whichever field it landed in.
+    key9 = bytes((i * 37 + 11) & 0xff for i in range(64)).hex()
+    dk = "0 2048 default-key "
+    shifted = [dk + key9 + " aes-xts-plain64 0 hw1 0",            # cipher and key swapped
+               dk + "aes-xts-plain64 " + key9 + " 0 " + key9 + " 0",  # the key for the device
+               dk + "aes-xts-plain64 :64:logon:k1 " + key9 + " hw1 0",  # an extra word
+               dk + "aes-xts-plain64 " + key9 + " 0 hw1 " + key9,
+               dk + "aes-xts-plain64 " + key9 + " 0 hw1 0 1 " + key9,
+               dk + "aes-xts-plain64 " + key9 + "zz 0 hw1 0",
+               "0 " + key9 + " default-key aes-xts-plain64 " + key9 + " 0 hw1 0",
+               "0 2048 linear " + key9 + " 0"]
+    replies = []
+    for line in shifted:
+        replies.append(d.control("create", name="h9", table=[line]))
+        replies.append(d.control("load", name="mp", table=[line]))
+    texts = [json.dumps(r) for r in replies]
+    c.check("hardening 9: every shifted default-key line is refused",
+            all(not r["ok"] for r in replies), "\n".join(t for t in texts if '"ok": true' in t))
+    c.check("hardening 9: no error reply echoes the key, whichever field it is in",
+            not any(key9[i:i + 32] in t.lower() for t in texts for i in range(0, 97, 16)),
+            "\n".join(t for t in texts if key9[:32] in t.lower()))
+    table9 = os.path.join(d.dir, "h9.table")
+    with open(table9, "w") as f:
+        f.write(shifted[0] + "\n")
+    os.chmod(table9, 0o600)
+    r = ctl(d, "create", "h9", "--table-file", table9)
+    c.check("hardening 9: icectl prints the refusal of a private table file without the key",
+            one_error_line(r) and key9[:32] not in r.stderr.lower(), r.stderr)
+    r = ctl(d, "create", "h9", "--table", shifted[1])
+    c.check("hardening 9: icectl refuses a key in hex on its command line before sending it",
+            one_error_line(r) and "--table-file" in r.stderr and key9[:32] not in r.stderr.lower()
+            and "h9" not in [x["name"] for x in ctl_json(d, "ls")["devices"]], r.stderr)
+    log = d.log().lower()
+    c.check("hardening 9: the daemon's log holds no part of the key",
+            not any(key9[i:i + 32] in log for i in range(0, 97, 16)),
+            "\n".join(l for l in log.splitlines() if key9[:32] in l))
+
+    # Hardening 10: flakey's corrupted writes lose their key, as in the kernel: create and load of
+    # such a table succeed with a warning, which icectl prints (exit 0) and the daemon logs.
+    corrupting = "0 2048 flakey hw1 0 0 1 5 corrupt_bio_byte 1 w 0 0"
+    r = ctl(d, "create", "fl10", "--table", corrupting)
+    c.check("hardening 10: create of a flakey table corrupting writes exits 0 with one warning",
+            r.returncode == 0 and r.stdout == "" and r.stderr.count("\n") == 1
+            and r.stderr.startswith("icectl: warning: flakey at sector 0: ")
+            and "plaintext" in r.stderr, r.stderr)
+    r = ctl(d, "--json", "load", "fl10", "--table", "0 2048 flakey hw1 0 0 1 2 random_write_corrupt 9")
+    c.check("hardening 10: load --json carries the warning in its JSON",
+            r.returncode == 0 and json.loads(r.stdout)["warnings"][0].startswith("flakey at sector 0"),
+            r.stdout + r.stderr)
+    r = ctl(d, "load", "fl10", "--table", "0 2048 flakey hw1 0 0 1 1 drop_writes")
+    c.check("hardening 10: no warning for a flakey table that does not corrupt writes",
+            r.returncode == 0 and r.stderr == "", r.stderr)
+    c.check("hardening 10: the daemon logs the warning with the device's name",
+            "device 'fl10': flakey at sector 0: corrupted writes" in d.log(), d.log()[-800:])
+    ctl(d, "remove", "fl10")
+
     r = ctl(d, "key", "add", "k5", "--mode", "aes-256-xts", "--data-unit-size", "4096",
             "--key", key3.hex())
     c.check("icectl has no way to take key bytes on its command line", r.returncode == 2

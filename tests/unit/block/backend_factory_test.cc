@@ -3,12 +3,15 @@
 #include <sys/stat.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <string>
 #include <vector>
 
 #include <gtest/gtest.h>
+
+#include "block/memory_backend.h"
 
 namespace ice {
 namespace {
@@ -31,6 +34,28 @@ TEST(BackendFactory, MemoryIsASparseDeviceOfTheSize) {
   rd.read_buf = out.data();
   ASSERT_TRUE((*r)->Submit(rd).ok());
   EXPECT_EQ(out, in);
+}
+
+// Hardening 6: sizes no backend can serve are refused with a message, not an abort (a memory
+// device of 2^63 - 512 bytes needed a chunk table of 2^50 bytes).
+TEST(BackendFactory, Hardening6_SizesNoBackendCanServeAreRefused) {
+  const uint64_t huge = uint64_t{INT64_MAX} - 511;  // 2^63 - 512
+  auto memory = OpenBackend("memory", huge);
+  ASSERT_FALSE(memory.ok());
+  EXPECT_EQ(memory.status().code(), EINVAL);
+  EXPECT_NE(memory.status().message().find("9223372036854775296 bytes is too large"),
+            std::string::npos)
+      << memory.status().message();
+  for (const char* spec : {"memory", "file:/nonexistent-ice-dir/disk.img"}) {
+    auto r = OpenBackend(spec, uint64_t{1} << 63);
+    ASSERT_FALSE(r.ok()) << spec;
+    EXPECT_EQ(r.status().code(), EINVAL) << spec;
+    EXPECT_NE(r.status().message().find("INT64_MAX"), std::string::npos) << r.status().message();
+  }
+  auto largest = OpenBackend("memory", MemoryBackend::kMaxSizeBytes);
+  ASSERT_TRUE(largest.ok()) << largest.status().ToString();
+  EXPECT_EQ((*largest)->size_bytes(), MemoryBackend::kMaxSizeBytes);
+  EXPECT_EQ(OpenBackend("memory", MemoryBackend::kMaxSizeBytes + 512).status().code(), EINVAL);
 }
 
 TEST(BackendFactory, FileCreatesTheFile) {

@@ -2,6 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <cerrno>
+#include <string>
+#include <vector>
+
 namespace ice::cli {
 namespace {
 
@@ -200,6 +204,14 @@ TEST(Format, ExportCheckAndVersion) {
   EXPECT_EQ(*FormatVersion(Json{{"protocol", 1}, {"version", "0.1.0"}}),
             "ice daemon 0.1.0 (control protocol 1)\n");
   EXPECT_EQ(*FormatNothing(Json::object()), "");
+}
+
+// Hardening 10: create and load results may carry warnings, a list of strings.
+TEST(Format, Hardening10_WarningsOfAResult) {
+  EXPECT_TRUE(Warnings(Json::object())->empty());
+  EXPECT_EQ(*Warnings(Json{{"warnings", {"a", "b"}}}), (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(Warnings(Json{{"warnings", "a"}}).status().code(), EPROTO);
+  EXPECT_EQ(Warnings(Json{{"warnings", {1}}}).status().code(), EPROTO);
 }
 
 }  // namespace

@@ -224,6 +224,33 @@ TEST(Icectl, P4_WorldReadableKeyFileRefusedBeforeConnecting) {
                        path + ")\n");
 }
 
+// Hardening 9: a key in hex on the command line is in every user's `ps`: icectl refuses it before
+// connecting, pointing to --table-file and the keyring form. Lines without one go as before.
+TEST(Icectl, Hardening9_TableWithAHexKeyOnTheCommandLineIsRefused) {
+  const std::string key(128, 'a');
+  for (const Args& args : {
+           Args{"create", "d", "--table", "0 8 default-key aes-xts-plain64 " + key + " 0 hw0 0"},
+           Args{"load", "d", "--table", "0 8 zero", "--table",
+                "8 8 default-key " + key + " aes-xts-plain64 0 hw0 0"},  // shifted fields
+       }) {
+    Args full = {"--socket", "/nonexistent/control.sock"};
+    full.insert(full.end(), args.begin(), args.end());
+    Ran r = ExecuteCaptured(MustParse(full));
+    EXPECT_EQ(r.code, kExitFailed) << r.err;
+    EXPECT_EQ(r.out, "");
+    EXPECT_NE(r.err.find("icectl: error: table line"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("--table-file"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find(":<size>:logon:<name>"), std::string::npos) << r.err;
+    EXPECT_EQ(r.err.find(key.substr(0, 32)), std::string::npos) << r.err;
+    EXPECT_EQ(r.err.find("cannot connect"), std::string::npos) << "sent anyway: " << r.err;
+  }
+  // A keyring reference, or no key at all, reaches the daemon (here: cannot connect).
+  Ran ok =
+      ExecuteCaptured(MustParse({"--socket", "/nonexistent/control.sock", "create", "d", "--table",
+                                 "0 8 default-key aes-xts-plain64 :64:logon:k 0 hw0 0"}));
+  EXPECT_EQ(ok.code, kExitUnreachable) << ok.err;
+}
+
 TEST(Icectl, UnreadableTableFileFailsBeforeConnecting) {
   Invocation inv =
       MustParse({"--socket", "/nonexistent/s", "create", "d", "--table-file", "/nonexistent/t"});

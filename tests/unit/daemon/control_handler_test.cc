@@ -224,6 +224,23 @@ TEST_F(ControlHandlerTest, P3_FailedKeyAddsChangeNothing) {
   EXPECT_EQ(add(good), "EEXIST");
 }
 
+// Hardening 10: the reply to create and load carries the table's warnings; other replies stay {}.
+TEST_F(ControlHandlerTest, Hardening10_CreateAndLoadRepliesCarryWarnings) {
+  const json corrupts = {"0 2048 flakey hw0 0 0 1 5 corrupt_bio_byte 1 w 0 0"};
+  json r = Verb("create", {{"name", "fl"}, {"table", corrupts}});
+  ASSERT_EQ(Code(r), "ok") << r.dump();
+  ASSERT_TRUE(r["result"]["warnings"].is_array()) << r.dump();
+  ASSERT_EQ(r["result"]["warnings"].size(), 1u);
+  EXPECT_NE(r["result"]["warnings"][0].get<std::string>().find("flakey at sector 0: "),
+            std::string::npos);
+  r = Verb("load", {{"name", "lin0"}, {"table", corrupts}});
+  ASSERT_EQ(Code(r), "ok") << r.dump();
+  EXPECT_EQ(r["result"]["warnings"].size(), 1u) << r.dump();
+  EXPECT_EQ(Verb("load", {{"name", "lin0"}, {"table", {"0 2048 linear hw0 0"}}})["result"],
+            json::object());
+  EXPECT_EQ(Verb("create", {{"name", "e"}, {"table", json::array()}})["result"], json::object());
+}
+
 TEST_F(ControlHandlerTest, P3_FailedCreateAndLoadChangeNothing) {
   const json before = Verb("ls")["result"];
   EXPECT_NE(Code(Verb("create", {{"name", "bad"}, {"table", {"0 8 linear nosuch 0"}}})), "ok");

@@ -123,6 +123,33 @@ TEST_F(RegistryTest, D4_D5_ALoadAddingCapabilitiesTakesEffectAtResume) {
   EXPECT_NE(s.message().find("aes-128-cbc-essiv/4096"), std::string::npos) << s.message();
 }
 
+// Hardening 10: create and load pass on what the new table warns of (flakey's write corruption
+// sends plaintext on keyed paths), naming the target; nothing for other tables.
+TEST_F(RegistryTest, Hardening10_CreateAndLoadPassOnTheTablesWarnings) {
+  std::vector<std::string> warnings = {"stale"};
+  ASSERT_TRUE(reg_.Create("fl",
+                          {"0 8 linear hw0 0", "8 8 flakey hw0 8 0 1 5 corrupt_bio_byte 1 w 0 0"},
+                          &warnings)
+                  .ok());
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_EQ(warnings[0].rfind("flakey at sector 8: ", 0), 0u) << warnings[0];
+  EXPECT_NE(warnings[0].find("plaintext"), std::string::npos) << warnings[0];
+  ASSERT_TRUE(reg_.Load("fl", {"0 16 flakey hw0 0 0 1 2 random_write_corrupt 9"}, &warnings).ok());
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_EQ(warnings[0].rfind("flakey at sector 0: ", 0), 0u) << warnings[0];
+  ASSERT_TRUE(reg_.Load("fl", {"0 16 flakey hw0 0 0 1 1 drop_writes"}, &warnings).ok());
+  EXPECT_TRUE(warnings.empty());
+  ASSERT_TRUE(reg_.Create("lin", {"0 16 linear hw0 0"}, &warnings).ok());
+  EXPECT_TRUE(warnings.empty());
+  ASSERT_TRUE(reg_.Create("empty", {}, &warnings).ok());
+  EXPECT_TRUE(warnings.empty());
+  // A refused table warns of nothing and leaves `warnings` alone.
+  warnings = {"kept"};
+  EXPECT_FALSE(
+      reg_.Load("fl", {"0 16 flakey hw0 0 0 1 5 corrupt_bio_byte 1 x 0 0"}, &warnings).ok());
+  EXPECT_EQ(warnings, std::vector<std::string>{"kept"});
+}
+
 TEST_F(RegistryTest, P3_CreateIsAllOrNothing) {
   EXPECT_EQ(reg_.Create("md", {"0 64 linear hw0 0", "65 8 zero"}).code(), EINVAL);
   EXPECT_EQ(reg_.Info("md").status().code(), ENXIO);

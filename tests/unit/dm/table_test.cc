@@ -3,9 +3,11 @@
 #include "dm/table.h"
 
 #include <cerrno>
+#include <cstdint>
 
 #include <gtest/gtest.h>
 
+#include "block/clock.h"
 #include "dm/targets/error.h"
 #include "dm/targets/linear.h"
 #include "dm/targets/striped.h"
@@ -282,6 +284,117 @@ TEST_F(TableTest, DevicesDiscardsAndUse) {
   auto nodiscard = Make({"0 100 linear hw0 0", "100 100 linear plain 0"});
   ASSERT_TRUE(nodiscard.ok());
   EXPECT_FALSE((*nodiscard)->supports_discard());
+}
+
+// Hardening 6: NBD sizes are signed, so a table may make at most INT64_MAX bytes; beyond that
+// the device would be created but could never be opened.
+TEST_F(TableTest, Hardening6_TableSizeAboveInt64MaxBytesIsRefused) {
+  const uint64_t max_sectors = uint64_t{INT64_MAX} / 512;  // 2^54 - 1
+  EXPECT_TRUE(Make({"0 " + std::to_string(max_sectors) + " zero"}).ok());
+  const std::vector<std::vector<std::string>> refused = {
+      {"0 " + std::to_string(max_sectors + 1) + " zero"},
+      {"0 36028797018963967 zero"},  // 2^64 - 512 bytes
+      {"0 8 zero", "8 " + std::to_string(max_sectors - 7) + " zero"},
+  };
+  for (const auto& lines : refused) {
+    Status s = Refused(lines);
+    EXPECT_EQ(s.code(), EINVAL) << lines.back();
+    EXPECT_NE(s.message().find("NBD sizes are signed"), std::string::npos) << s.message();
+  }
+}
+
+// Hardening 6: a device offset is turned into bytes; one whose area ends beyond the largest
+// device would wrap (2^55 sectors is 0 bytes) and reach the start of the device instead. A device
+// of size 0 (a mapped device without a table) has its area unchecked, so nothing else stops it.
+// Every target that takes a device offset refuses such an area.
+TEST_F(TableTest, Hardening6_DeviceOffsetsWhoseBytesOverflowAreRefused) {
+  lookup_.Add("empty", std::make_shared<TestDevice>(0));
+  env_.clock = &Clock::Real();
+  const std::string key(128, 'a');
+  const std::string wraps = "36028797018963968";  // 2^55: x 512 is 0
+  const std::string ends = "36028797018963967";   // 2^55 - 1: its end wraps
+  const std::string last = std::to_string(uint64_t{INT64_MAX} / 512 - 8);  // just fits
+  for (const std::string& off : {wraps, ends, std::string("18014398509481976")}) {
+    for (const std::string& line : {
+             "0 8 linear empty " + off,
+             "0 16 striped 2 8 empty 0 empty " + off,
+             "0 8 flakey empty " + off + " 1 1",
+             "0 8 delay empty " + off + " 0",
+             "0 8 delay empty 0 0 empty " + off + " 0",
+             "0 8 delay empty 0 0 empty 0 0 empty " + off + " 0",
+             "0 8 dust empty " + off + " 512",
+             "0 8 default-key aes-xts-plain64 " + key + " 0 empty " + off,
+             "0 8 error empty " + off,
+         }) {
+      Status s = Refused({line});
+      EXPECT_EQ(s.code(), EINVAL) << line;
+      EXPECT_NE(s.message().find("ends beyond sector"), std::string::npos)
+          << line << ": " << s.message();
+      EXPECT_EQ(s.message().find(key), std::string::npos) << s.message();
+    }
+  }
+  // The last area that fits is taken (log-writes maps from offset 0 only, so its area is the
+  // table's own, bounded above).
+  EXPECT_TRUE(Make({"0 8 linear empty " + last}).ok());
+  EXPECT_TRUE(Make({"0 8 dust empty " + last + " 512"}).ok());
+  EXPECT_TRUE(Make({"0 8 log-writes empty empty"}).ok());
+}
+
+// Hardening 9: an error never echoes a word that may be a key. A default-key line whose fields are
+// shifted or garbled can hold the key in any field, so no message of such a line quotes its
+// words: they are named by position. Any other line's words that look like a hex key are
+// redacted from the target's messages too.
+TEST_F(TableTest, Hardening9_ErrorsOfLinesHoldingAKeyNeverQuoteIt) {
+  std::string K;  // 64 bytes, two different halves, in hex: 128 digits
+  for (int i = 0; i < 64; ++i) {
+    const int byte = (i * 37 + 11) & 0xff;
+    K += "0123456789abcdef"[byte >> 4];
+    K += "0123456789abcdef"[byte & 15];
+  }
+  const std::string dk = "0 8 default-key ";
+  const std::string refused[] = {
+      dk + K + " aes-xts-plain64 0 hw0 0",                 // cipher and key swapped
+      dk + "aes-xts-plain64 0 " + K + " hw0 0",            // key and iv_offset swapped
+      dk + "aes-xts-plain64 :64:logon:k " + K + " hw0 0",  // an extra word before the key
+      dk + "aes-xts-plain64 " + K + " 0 " + K + " 0",      // the key for the device
+      dk + "aes-xts-plain64 " + K + " 0 hw0 " + K,         // the key for the start
+      dk + "aes-xts-plain64 " + K + " 0 hw0 0 1 " + K,     // the key for an option
+      dk + "aes-xts-plain64 " + K + " 0 hw0 0 " + K,       // the key for the option count
+      dk + "aes-xts-plain64 " + K + " 0 hw0 0 2 sector_size:" + K + " iv_large_sectors",
+      dk + "aes-xts-plain64 " + K + " 99999999999999999999999 hw0 0",
+      dk + "aes-xts-plain64 " + K + " 0 nosuch 0",
+      dk + "aes-xts-plain64 " + K + "zz 0 hw0 0",               // a garbled key
+      dk + "aes-xts-plain64 " + K.substr(0, 126) + " 0 hw0 0",  // a key one byte short
+      dk + "aes-xts-plain64 :" + K + " 0 hw0 0",                // a key given a colon
+      dk + "aes-xts-plain64 :" + K + ":logon:k 0 hw0 0",
+      dk + "aes-xts-plain64 :64:" + K + ":k 0 hw0 0",
+      dk + "aes-plain64 " + K + " 0 hw0 0",  // an unknown cipher
+      "0 " + K + " default-key aes-xts-plain64 " + K + " 0 hw0 0",
+      K + " 8 default-key aes-xts-plain64 0 hw0 0",
+      "0 8 " + K + " aes-xts-plain64 0 hw0 0",
+      "0 8 defaultkey aes-xts-plain64 " + K + " 0 hw0 0",
+      "0 8 linear " + K + " 0",
+      "0 8 striped 2 4 hw0 0 " + K + " 0",
+      "0 8 flakey hw0 0 1 1 1 " + K,
+  };
+  for (const std::string& line : refused) {
+    Status s = Refused({line});
+    EXPECT_NE(s.code(), 0) << line;
+    for (size_t at = 0; at + 32 <= K.size(); at += 16) {
+      EXPECT_EQ(s.message().find(K.substr(at, 32)), std::string::npos)
+          << "the error echoes the key: " << s.message();
+    }
+  }
+  // Fields are named by position instead.
+  EXPECT_NE(Refused({dk + K + " aes-xts-plain64 0 hw0 0"}).message().find("argument 1"),
+            std::string::npos);
+  Status lookup = Refused({dk + "aes-xts-plain64 " + K + " 0 " + K + " 0"});
+  EXPECT_EQ(lookup.code(), ENXIO);
+  EXPECT_NE(lookup.message().find("argument 4"), std::string::npos) << lookup.message();
+  EXPECT_NE(Refused({"0 8 linear " + K + " 0"}).message().find("<argument 1>"), std::string::npos);
+  // Lines without a key still quote what is wrong.
+  EXPECT_NE(Refused({"0 8 linear nosuch 0"}).message().find("'nosuch'"), std::string::npos);
+  EXPECT_NE(Refused({"0 8 mirror hw0 0"}).message().find("'mirror'"), std::string::npos);
 }
 
 // Hardening 8: config files with such lines must be private; only an inline key counts.

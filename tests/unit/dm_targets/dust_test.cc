@@ -221,16 +221,44 @@ TEST_F(Dust, T5_QuietToggles) {
   EXPECT_EQ(t->StatusParams(), "disk fail_read_on_bad_block verbose");
 }
 
-TEST_F(Dust, T5_FlushesPass) {
-  auto t = Make("8");
+// Hardening 14: the kernel's dust_map sends an empty flush (a write with REQ_PREFLUSH, at sector
+// 0 of the mapped device) through dust_map_write like any write: remapped, sector 0 is <offset>
+// minus the target's start sector, so the flush is judged by that block.
+TEST_F(Dust, Hardening14_FlushGoesThroughTheWritePathAsTheKernels) {
+  auto t = Make("8");  // <offset> 8 sectors: block 1 of 4096 bytes
   ASSERT_EQ(Msg(*t, {"addbadblock", "0"}), "");
-  ASSERT_EQ(Msg(*t, {"addbadblock", "1"}), "");
-  ASSERT_EQ(Msg(*t, {"enable"}), "");
+  ASSERT_EQ(Msg(*t, {"addbadblock", "1", "1"}), "");  // write fail count 1
+  // Disabled: flushes pass and leave the list alone.
   dev_->clear_seen();
   EXPECT_TRUE(Op(*t, IoOp::kFlush).ok());
-  ASSERT_EQ(dev_->seen().size(), 1u);
-  EXPECT_EQ(dev_->seen()[0].op, IoOp::kFlush);
   EXPECT_EQ(Msg(*t, {"countbadblocks"}), "countbadblocks: 2 badblock(s) found");
+  ASSERT_EQ(Msg(*t, {"enable"}), "");
+  // Enabled: the first flush fails (the count goes to 0) and reaches nothing; the next passes and
+  // clears block 1, as a write would; block 0 is not the flush's.
+  EXPECT_EQ(Op(*t, IoOp::kFlush).code(), EIO);
+  EXPECT_EQ(Msg(*t, {"countbadblocks"}), "countbadblocks: 2 badblock(s) found");
+  EXPECT_TRUE(Op(*t, IoOp::kFlush).ok());
+  EXPECT_EQ(Msg(*t, {"listbadblocks"}), "0\n");
+  std::vector<IoOp> reached;
+  for (const testing::Seen& s : dev_->seen()) reached.push_back(s.op);
+  EXPECT_EQ(reached, (std::vector<IoOp>{IoOp::kFlush, IoOp::kFlush}));
+  EXPECT_TRUE(Op(*t, IoOp::kFlush).ok());
+
+  // A target that does not start at sector 0: <offset> 16 - start 8 = sector 8, block 1 of 4096.
+  auto shifted = kDustTarget.create(env_.env, TargetArgs{8, 256, {"disk", "16", "4096"}});
+  ASSERT_TRUE(shifted.ok()) << shifted.status().ToString();
+  Target& s = **shifted;
+  ASSERT_EQ(Msg(s, {"addbadblock", "2"}), "");  // the block holding <offset>: not the flush's
+  ASSERT_EQ(Msg(s, {"addbadblock", "1", "1"}), "");
+  ASSERT_EQ(Msg(s, {"enable"}), "");
+  EXPECT_EQ(Op(s, IoOp::kFlush).code(), EIO);
+  // <offset> below the start sector wraps far beyond any block: flushes always pass.
+  auto wraps = kDustTarget.create(env_.env, TargetArgs{64, 256, {"disk", "0", "4096"}});
+  ASSERT_TRUE(wraps.ok()) << wraps.status().ToString();
+  ASSERT_EQ(Msg(**wraps, {"addbadblock", "0", "5"}), "");
+  ASSERT_EQ(Msg(**wraps, {"enable"}), "");
+  EXPECT_TRUE(Op(**wraps, IoOp::kFlush).ok());
+  EXPECT_EQ(Msg(**wraps, {"countbadblocks"}), "countbadblocks: 1 badblock(s) found");
 }
 
 TEST(TargetTypes, D7_DustDoesNotPassCrypto) {

@@ -85,7 +85,7 @@ TEST_F(Flakey, T2_FeatureArgsCountWords) {
   // As in the kernel, words after the counted group are ignored.
   auto t = Make({"1", "1", "1", "drop_writes", "extra"});
   ASSERT_NE(t, nullptr);
-  EXPECT_EQ(t->TableParams(), "disk 0 1 1 1 drop_writes ");
+  EXPECT_EQ(t->TableParams(), "disk 0 1 1 1 drop_writes");
 }
 
 TEST_F(Flakey, T2_RefusesAFeatureTwice) {
@@ -149,7 +149,7 @@ TEST_F(Flakey, T2_UpIntervalPassesEverything) {
 
 TEST_F(Flakey, T2_DownWithNoFeatureFailsReadsAndWrites) {
   auto t = Make({"0", "1"});
-  EXPECT_EQ(t->TableParams(), "disk 0 0 1 2 error_reads error_writes ");
+  EXPECT_EQ(t->TableParams(), "disk 0 0 1 2 error_reads error_writes");
   std::vector<uint8_t> buf(512);
   EXPECT_EQ(Read(*t, 0, buf).code(), EIO);
   EXPECT_EQ(Write(*t, 0, Pattern(512, 2)).code(), EIO);
@@ -157,9 +157,9 @@ TEST_F(Flakey, T2_DownWithNoFeatureFailsReadsAndWrites) {
   EXPECT_EQ(Op(*t, IoOp::kDiscard, 0, 4096).code(), EIO);
   EXPECT_TRUE(dev_->seen().empty());
   // An explicit zero count, and features that are all off, mean the same.
-  EXPECT_EQ(Make({"0", "1", "0"})->TableParams(), "disk 0 0 1 2 error_reads error_writes ");
+  EXPECT_EQ(Make({"0", "1", "0"})->TableParams(), "disk 0 0 1 2 error_reads error_writes");
   EXPECT_EQ(Make({"0", "1", "2", "random_read_corrupt", "0"})->TableParams(),
-            "disk 0 0 1 2 error_reads error_writes ");
+            "disk 0 0 1 2 error_reads error_writes");
 }
 
 TEST_F(Flakey, T2_ErrorReadsAloneLetsWritesThrough) {
@@ -330,32 +330,61 @@ TEST_F(Flakey, T2_RandomWriteCorruptChangesOneByteOfAPrivateCopy) {
   EXPECT_GT(writes_changed, 16);
   // P = 0 never corrupts, and random_read_corrupt 0 is not an active feature.
   auto never = Make({"0", "1", "4", "random_write_corrupt", "0", "drop_writes", "error_reads"});
-  EXPECT_EQ(never->TableParams(), "disk 0 0 1 2 error_reads drop_writes ");
+  EXPECT_EQ(never->TableParams(), "disk 0 0 1 2 error_reads drop_writes");
 }
 
-TEST_F(Flakey, T2_TablePrintsFeaturesInFixedOrder) {
-  // The examples of notes/real-kernel.md, in kernel 6.1's layout (a space after every field);
-  // a table without features prints what mainline records for it.
+// Hardening 14 (T2, T7): the table is mainline's flakey_status, exactly: " %u" and " <feature>"
+// after the four fields, no trailing space (kernel 6.1 ended every field with a space, and knew
+// neither error_reads nor random_*_corrupt), features in a fixed order whatever the order given.
+// The examples of notes/real-kernel.md; a table without features prints what mainline records.
+TEST_F(Flakey, Hardening14_TableIsMainlinesFlakeyStatusExactly) {
   auto make = [&](std::vector<std::string> a) {
     return env_.Create(kFlakeyTarget, kSectors, a).value()->TableParams();
   };
-  EXPECT_EQ(make({"disk", "0", "60", "0"}), "disk 0 60 0 2 error_reads error_writes ");
-  EXPECT_EQ(make({"disk", "0", "0", "1", "1", "drop_writes"}), "disk 0 0 1 1 drop_writes ");
+  EXPECT_EQ(make({"disk", "0", "60", "0"}), "disk 0 60 0 2 error_reads error_writes");
+  EXPECT_EQ(make({"disk", "0", "0", "1", "1", "drop_writes"}), "disk 0 0 1 1 drop_writes");
   EXPECT_EQ(make({"disk", "0", "5", "5", "5", "corrupt_bio_byte", "32", "w", "1", "0"}),
-            "disk 0 5 5 5 corrupt_bio_byte 32 w 1 0 ");
+            "disk 0 5 5 5 corrupt_bio_byte 32 w 1 0");
   EXPECT_EQ(
       make({"disk", "0", "0", "1", "6", "corrupt_bio_byte", "32", "r", "1", "0", "drop_writes"}),
-      "disk 0 0 1 6 drop_writes corrupt_bio_byte 32 r 1 0 ");
+      "disk 0 0 1 6 drop_writes corrupt_bio_byte 32 r 1 0");
   EXPECT_EQ(make({"disk", "8", "3", "4", "9", "random_write_corrupt", "7", "CORRUPT_BIO_BYTE", "3",
                   "W", "9", "0", "Random_Read_Corrupt", "5"}),
-            "disk 8 3 4 9 corrupt_bio_byte 3 w 9 0 random_read_corrupt 5 random_write_corrupt 7 ");
+            "disk 8 3 4 9 corrupt_bio_byte 3 w 9 0 random_read_corrupt 5 random_write_corrupt 7");
   EXPECT_EQ(make({"disk", "0", "1", "1", "2", "error_reads", "Error_Writes"}),
-            "disk 0 1 1 2 error_reads error_writes ");
+            "disk 0 1 1 2 error_reads error_writes");
 }
 
 TEST_F(Flakey, T2_StatusIsEmpty) {
   EXPECT_EQ(Make({"1", "1", "1", "drop_writes"})->StatusParams(), "");
   EXPECT_EQ(Make({"1", "1"})->Message({"anything"}).status().code(), EINVAL);
+}
+
+// Hardening 10: a corrupted write loses its crypto context, as in the kernel (above): the target
+// warns of it whenever write corruption is set, and only then.
+TEST_F(Flakey, Hardening10_WriteCorruptionWarnsOfPlaintextOnKeyedPaths) {
+  for (const std::vector<std::string>& words : {
+           std::vector<std::string>{"1", "1", "5", "corrupt_bio_byte", "32", "w", "1", "0"},
+           {"1", "1", "5", "CORRUPT_BIO_BYTE", "1", "W", "0", "131072"},
+           {"1", "1", "2", "random_write_corrupt", "1"},
+           {"1", "1", "4", "random_write_corrupt", "1000000000", "random_read_corrupt", "5"},
+       }) {
+    const std::string warning = Make(words)->Warning();
+    EXPECT_NE(warning.find("without the crypto context"), std::string::npos) << warning;
+    EXPECT_NE(warning.find("plaintext"), std::string::npos) << warning;
+    EXPECT_NE(warning.find("cannot know whether keyed writes will come"), std::string::npos)
+        << warning;
+  }
+  for (const std::vector<std::string>& words : {
+           std::vector<std::string>{"1", "1"},
+           {"1", "1", "5", "corrupt_bio_byte", "32", "r", "1", "0"},
+           {"1", "1", "2", "random_write_corrupt", "0"},
+           {"1", "1", "2", "random_read_corrupt", "7"},
+           {"1", "1", "1", "drop_writes"},
+           {"1", "1", "1", "error_writes"},
+       }) {
+    EXPECT_EQ(Make(words)->Warning(), "") << words.size();
+  }
 }
 
 TEST(TargetTypes, D7_FlakeyPassesCrypto) {
