@@ -195,9 +195,13 @@ void* ice_open(int) {
     const char* name = nbdkit_export_name();
     auto exp = g_engine->OpenExport(name ? name : "");
     if (!exp.ok()) {
-      // The client only sees NBD_REP_ERR_UNKNOWN; the reason goes to the log (N2).
-      nbdkit_error("ice: refusing export '%s': %s", name ? name : "",
-                   exp.status().message().c_str());
+      // The client only sees NBD_REP_ERR_UNKNOWN; the reason goes to the log (N2), with the name
+      // escaped and cut (it is the client's text, and the reason may quote it), at most ten a
+      // second (hardening 11). nbdkit needs an error set for a failed open.
+      const std::string why = exp.status().message();
+      ICE_LOG_RATELIMITED_N(spdlog::level::err, 10, "refusing export '{}': {}",
+                            ice::EscapeForLog(name ? name : ""), ice::EscapeForLog(why, 512));
+      nbdkit_set_error(ENOENT);
       return nullptr;
     }
     return exp->release();
@@ -218,9 +222,11 @@ const char* ice_export_description(void* handle) { return H(handle)->name().c_st
 int64_t ice_get_size(void* handle) { return static_cast<int64_t>(H(handle)->size_bytes()); }
 
 int ice_block_size(void* handle, uint32_t* minimum, uint32_t* preferred, uint32_t* maximum) {
+  // N3 (hardening 13): a keyed export's minimum = preferred = its data unit. Unkeyed ones prefer
+  // a page, as nbdkit's file plugin does (NBD wants a preferred size of 512 or more).
   const uint32_t unit = H(handle)->block_size();
   *minimum = unit;
-  *preferred = std::max<uint32_t>(unit, 4096);
+  *preferred = H(handle)->keyed() ? unit : std::max<uint32_t>(unit, 4096);
   *maximum = 0xffffffff;
   return 0;
 }
@@ -231,7 +237,10 @@ int ice_can_fua(void*) { return NBDKIT_FUA_NATIVE; }
 int ice_can_multi_conn(void*) { return 1; }  // N4: a flush covers every connection's writes
 int ice_can_trim(void* handle) { return H(handle)->can_trim() ? 1 : 0; }
 int ice_can_zero(void*) { return 1; }
-int ice_can_fast_zero(void*) { return 0; }
+// Hardening 1: nbdkit 1.32 asserts (and aborts) when a client sends FAST_ZERO to a plugin that
+// does not advertise it; so it is advertised, and every fast-zero request is answered ENOTSUP, as
+// NBD expects of a zero that would not be faster than a write (ice_zero).
+int ice_can_fast_zero(void*) { return 1; }
 
 int ice_pread(void* handle, void* buf, uint32_t count, uint64_t offset, uint32_t) {
   return Guard("pread", [&] {
@@ -264,6 +273,10 @@ int ice_trim(void* handle, uint32_t count, uint64_t offset, uint32_t flags) {
 }
 
 int ice_zero(void* handle, uint32_t count, uint64_t offset, uint32_t flags) {
+  if (flags & NBDKIT_FLAG_FAST_ZERO) {
+    nbdkit_set_error(ENOTSUP);  // the client writes zeros itself, or skips pre-zeroing
+    return -1;
+  }
   return Guard("zero", [&] {
     Status s = H(handle)->Zero(count, offset, (flags & NBDKIT_FLAG_FUA) != 0);
     return s.ok() ? 0 : Fail("zero", H(handle), s);

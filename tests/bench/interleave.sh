@@ -4,7 +4,8 @@
 # target minutes apart. Also prints the server's CPU time per request (utime + stime of the nbdkit
 # process over the run / requests), which load changes far less than throughput.
 # Usage: interleave.sh [WORKLOAD BS QD [ROUNDS]]   (default: randrw 4k 32 4; e.g. read 1m 8)
-# Environment: ICE_BUILD (default build/), RT (seconds per run, default 3), ICE_THREADS (16).
+# Environment: ICE_BUILD (default build/), RT (seconds per run, default 3), ICE_THREADS (16),
+# SIZE (the region the runs use, written once first; default 256m).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 ICE_BUILD=${ICE_BUILD:-$ROOT/build}
@@ -56,7 +57,7 @@ for s in file ice; do
   [ -S "$W/$s.sock" ] || { echo "interleave: the $s server did not start" >&2; exit 1; }
 done
 for u in "${uris[@]}"; do
-  fio --name=fill --ioengine=nbd --uri="$u" --rw=write --bs=1m --iodepth=8 --size=256m >/dev/null 2>&1
+  fio --name=fill --ioengine=nbd --uri="$u" --rw=write --bs=1m --iodepth=8 --size="${SIZE:-256m}" >/dev/null 2>&1
 done
 
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
@@ -69,7 +70,7 @@ for r in $(seq "$ROUNDS"); do
   for k in 0 1; do
     c0=$(cpu_ticks "${pids[$k]}")
     t=$(fio --name=x --ioengine=nbd --uri="${uris[$k]}" --rw="$RW" --bs="$BS" --iodepth="$QD" \
-      --runtime="$RT" --time_based --size=256m --output-format=terse --terse-version=3 2>/dev/null |
+      --runtime="$RT" --time_based --size="${SIZE:-256m}" --output-format=terse --terse-version=3 2>/dev/null |
       tail -1)
     c1=$(cpu_ticks "${pids[$k]}")
     # terse v3: 6/47 = read/write KiB, 7/48 = read/write KiB/s, 8/49 = read/write IOPS
@@ -89,4 +90,5 @@ for r in $(seq "$ROUNDS"); do
 done
 f=$((sum[0] / ROUNDS)) i=$((sum[1] / ROUNDS))
 echo "mean: file=$f ice=$i $unit; CPU/request file=$((cpu[0] / ROUNDS)) us ice=$((cpu[1] / ROUNDS)) us"
-awk -v f="$f" -v i="$i" 'BEGIN { printf "ice / file: %.2f\n", f > 0 ? i / f : 0 }'
+# The parentheses matter: awk reads `printf …, f > 0 ? …` as output redirected to a file "0".
+awk -v f="$f" -v i="$i" 'BEGIN { printf "ice / file: %.2f\n", (f > 0 ? i / f : 0) }'
