@@ -10,6 +10,15 @@
 namespace ice {
 
 class CryptoProfile;  // keyslot/crypto_profile.h
+class BlockDevice;
+
+// Where a byte range of a device is stored: on `store` (the device at the bottom of a stack,
+// which keeps the bytes itself) from `offset_bytes`, for `length_bytes` contiguous bytes.
+struct StoredRange {
+  const BlockDevice* store = nullptr;
+  uint64_t offset_bytes = 0;
+  uint64_t length_bytes = 0;
+};
 
 class BlockDevice {
  public:
@@ -38,6 +47,15 @@ class BlockDevice {
   // size): 1 for byte-addressable devices; a default-key device needs its sector size. Exports
   // serve smaller or unaligned requests by read-modify-write (rule N3).
   virtual uint32_t logical_block_size() const { return 1; }
+
+  // Where the first bytes of [offset_bytes, offset_bytes + length_bytes) are stored, and for how
+  // many of them (at least 1, at most length_bytes) the mapping runs on contiguously. Locks that
+  // must see two stacks over the same stored bytes (lin0@k and hw0@k over hw0) take their ranges
+  // there (hardening 12). A mapped device answers for its live table at the time of the call.
+  // Thread-safe. By default a device stores its bytes itself.
+  virtual StoredRange Locate(uint64_t offset_bytes, uint64_t length_bytes) const {
+    return {this, offset_bytes, length_bytes};
+  }
 };
 
 }  // namespace ice

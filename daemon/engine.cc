@@ -124,8 +124,8 @@ Result<std::unique_ptr<Export>> Engine::OpenExport(std::string_view export_name)
       return Status::Error(EINVAL, "export '" + name + "': device is smaller than one data unit");
     key.emplace(std::move(*use));
   }
-  return std::make_unique<Export>(name, std::move(*device), std::move(key), *blk_,
-                                  RmwLockFor(dev_name), StatsFor(dev_name));
+  return std::make_unique<Export>(name, std::move(*device), std::move(key), *blk_, store_locks_,
+                                  StatsFor(dev_name));
 }
 
 Status Engine::AddKey(const std::string& name, const CryptoConfig& config,
@@ -172,13 +172,6 @@ unsigned Engine::MinorOf(const std::string& device_name) {
   auto [it, inserted] = minors_.emplace(device_name, next_minor_);
   if (inserted) ++next_minor_;
   return it->second;
-}
-
-std::shared_ptr<RangeLock> Engine::RmwLockFor(const std::string& device) {
-  std::lock_guard g(mu_);
-  auto& p = rmw_locks_[device];
-  if (!p) p = std::make_shared<RangeLock>();
-  return p;
 }
 
 std::shared_ptr<DeviceStats> Engine::StatsFor(const std::string& device) {

@@ -17,7 +17,7 @@
 #include "config/config.h"
 #include "daemon/device_stats.h"
 #include "daemon/export.h"
-#include "daemon/range_lock.h"
+#include "daemon/store_locks.h"
 #include "dm/device_registry.h"
 #include "keyslot/blk_crypto.h"
 #include "keyslot/hardware_device.h"
@@ -82,7 +82,6 @@ class Engine {
  private:
   Engine(const config::DaemonConfig& daemon, Clock& clock);
   Status Build(const config::Config& config);
-  std::shared_ptr<RangeLock> RmwLockFor(const std::string& device);
   std::shared_ptr<DeviceStats> StatsFor(const std::string& device);
 
   config::DaemonConfig daemon_;
@@ -92,9 +91,9 @@ class Engine {
   std::unique_ptr<KeyRegistry> keys_;
   std::vector<HardwareEntry> hardware_;
   std::unique_ptr<dm::DeviceRegistry> devices_;
+  StoreLocks store_locks_;  // every export's read-modify-write (N3, hardening 12)
 
   std::mutex mu_;  // guards the maps below
-  std::map<std::string, std::shared_ptr<RangeLock>> rmw_locks_;
   std::map<std::string, std::shared_ptr<DeviceStats>> stats_;
   std::map<std::string, unsigned> minors_;
   unsigned next_minor_ = 0;

@@ -57,12 +57,12 @@ class Timed {
 }  // namespace
 
 Export::Export(std::string name, dm::OpenDevice device, std::optional<KeyUse> key, BlkCrypto& blk,
-               std::shared_ptr<RangeLock> rmw_lock, std::shared_ptr<DeviceStats> stats)
+               StoreLocks& locks, std::shared_ptr<DeviceStats> stats)
     : name_(std::move(name)),
       device_(std::move(device)),
       key_(std::move(key)),
       blk_(blk),
-      rmw_lock_(std::move(rmw_lock)),
+      locks_(locks),
       stats_(std::move(stats)) {
   unit_ = std::max<uint32_t>(1, device_->logical_block_size());
   if (key_) unit_ = std::max(unit_, key_->key()->config().data_unit_size);
@@ -98,7 +98,7 @@ Status Export::Read(uint8_t* buf, uint64_t length, uint64_t offset) {
 // neighbouring byte range from handing us a half-written unit.
 Status Export::ReadUnaligned(uint8_t* buf, uint64_t length, uint64_t offset) {
   const uint64_t begin = AlignDown(offset, unit_), end = AlignUp(offset + length, unit_);
-  RangeLock::Guard g(*rmw_lock_, begin, end, RangeLock::Mode::kShared);
+  StoreLocks::Guard g = LockUnits(begin, end, RangeLock::Mode::kShared);
   return ForEachPiece(offset, length, unit_, [&](uint64_t pos, uint64_t n, bool whole) {
     if (whole) {
       IoRequest r = Request(IoOp::kRead, pos, n);
@@ -139,15 +139,15 @@ Status Export::WriteOrZero(const uint8_t* buf, uint64_t length, uint64_t offset,
   const IoOp whole_op = buf ? IoOp::kWrite : IoOp::kWriteZeroes;
   const bool aligned = offset % unit_ == 0 && length % unit_ == 0;
   if (unit_ == 1 || aligned) {
-    std::optional<RangeLock::Guard> g;
-    if (unit_ > 1) g.emplace(*rmw_lock_, offset, offset + length, RangeLock::Mode::kShared);
+    StoreLocks::Guard g;
+    if (unit_ > 1) g = LockUnits(offset, offset + length, RangeLock::Mode::kShared);
     IoRequest r = Request(whole_op, offset, length);
     r.write_buf = buf;
     r.fua = fua;
     return Submit(r);
   }
   const uint64_t begin = AlignDown(offset, unit_), end = AlignUp(offset + length, unit_);
-  RangeLock::Guard g(*rmw_lock_, begin, end, RangeLock::Mode::kExclusive);
+  StoreLocks::Guard g = LockUnits(begin, end, RangeLock::Mode::kExclusive);
   return ForEachPiece(offset, length, unit_, [&](uint64_t pos, uint64_t n, bool whole) {
     const uint8_t* data = buf ? buf + (pos - offset) : nullptr;
     if (!whole) return PatchUnit(data, n, pos, fua);
@@ -179,8 +179,8 @@ Status Export::Trim(uint64_t length, uint64_t offset) {
   // Trim is advisory: only whole units are discarded.
   const uint64_t begin = AlignUp(offset, unit_), end = AlignDown(offset + length, unit_);
   if (begin >= end) return timed(Status::Ok());
-  std::optional<RangeLock::Guard> g;
-  if (unit_ > 1) g.emplace(*rmw_lock_, begin, end, RangeLock::Mode::kShared);
+  StoreLocks::Guard g;
+  if (unit_ > 1) g = LockUnits(begin, end, RangeLock::Mode::kShared);
   return timed(Submit(Request(IoOp::kDiscard, begin, end - begin)));
 }
 

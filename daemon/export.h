@@ -8,7 +8,7 @@
 
 #include "block/status.h"
 #include "daemon/device_stats.h"
-#include "daemon/range_lock.h"
+#include "daemon/store_locks.h"
 #include "dm/device_registry.h"
 #include "keyslot/blk_crypto.h"
 #include "keyslot/key_registry.h"
@@ -18,9 +18,10 @@ namespace ice::daemon {
 class Export {
  public:
   // `key` empty: the device as its table makes it. Otherwise every I/O carries the key with
-  // DUN = byte offset / data unit size (N2). `rmw_lock` is shared by every export of the device.
+  // DUN = byte offset / data unit size (N2). `locks` serialise read-modify-write where the bytes
+  // are stored; the daemon has one for all its exports (hardening 12).
   Export(std::string name, dm::OpenDevice device, std::optional<KeyUse> key, BlkCrypto& blk,
-         std::shared_ptr<RangeLock> rmw_lock, std::shared_ptr<DeviceStats> stats);
+         StoreLocks& locks, std::shared_ptr<DeviceStats> stats);
   Export(const Export&) = delete;
   Export& operator=(const Export&) = delete;
 
@@ -55,7 +56,11 @@ class Export {
   dm::OpenDevice device_;
   std::optional<KeyUse> key_;
   BlkCrypto& blk_;
-  std::shared_ptr<RangeLock> rmw_lock_;
+  // The units of [begin, end) where they are stored, held in `mode` for one request.
+  StoreLocks::Guard LockUnits(uint64_t begin, uint64_t end, RangeLock::Mode mode) {
+    return locks_.Lock(*device_.get(), begin, end, mode);
+  }
+  StoreLocks& locks_;
   std::shared_ptr<DeviceStats> stats_;
   uint32_t unit_;
   uint64_t size_bytes_;

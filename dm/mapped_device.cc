@@ -143,6 +143,16 @@ Status MappedDevice::FlushAll(Table& table, const IoRequest& req) {
   return first;
 }
 
+StoredRange MappedDevice::Locate(uint64_t offset_bytes, uint64_t length_bytes) const {
+  const std::shared_ptr<Table> table = live_table();
+  if (!table || offset_bytes >= table->size_bytes()) return {this, offset_bytes, length_bytes};
+  const TableEntry& e = table->entry(table->IndexOf(offset_bytes));
+  const uint64_t length = std::min(length_bytes, e.end_bytes() - offset_bytes);
+  const std::optional<StoredRange> below = e.target->Locate(offset_bytes - e.start_bytes(), length);
+  if (!below || below->length_bytes == 0) return {this, offset_bytes, length};
+  return *below;
+}
+
 // ---- tables -----------------------------------------------------------------------------------
 
 Status MappedDevice::CheckCapabilities(const Table& table) const {

@@ -56,6 +56,9 @@ class MappedDevice final : public BlockDevice, private KeyslotOps {
   Status Submit(const IoRequest& req) override;
   bool supports_discard() const override { return discard_.load(std::memory_order_acquire); }
   uint32_t logical_block_size() const override { return lbs_.load(std::memory_order_acquire); }
+  // Through the live table's target at `offset_bytes`; the device itself where there is no live
+  // table, the offset lies beyond it, or the target stores nothing below.
+  StoredRange Locate(uint64_t offset_bytes, uint64_t length_bytes) const override;
 
   // D4: OK when `table` keeps every capability the device advertises; otherwise EINVAL naming
   // what it would drop.

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -63,6 +64,14 @@ class Target {
   // iterate_devices: every device the target sends I/O to.
   virtual std::vector<DeviceRef> Devices() const = 0;
 
+  // Where the target's bytes from `offset_bytes` (within the target) are stored, as
+  // BlockDevice::Locate; nullopt for a target that stores nothing below it (zero, error), whose
+  // mapped device then stands for its own bytes.
+  virtual std::optional<StoredRange> Locate(uint64_t /*offset_bytes*/,
+                                            uint64_t /*length_bytes*/) const {
+    return std::nullopt;
+  }
+
   // Called when the device is being suspended, before in-flight I/O is drained (delay releases
   // what it holds), and after a resume made this target's table live.
   virtual void Presuspend() {}
@@ -80,6 +89,12 @@ class Target {
   // default-key needs its sector size. A mapped device's is the largest of its live targets'.
   virtual uint32_t logical_block_size() const { return 1; }
 };
+
+// Locate for a target that maps its range one to one onto `dev` from `start_bytes`.
+inline StoredRange LocateOn(const DeviceRef& dev, uint64_t start_bytes, uint64_t offset_bytes,
+                            uint64_t length_bytes) {
+  return dev.device->Locate(start_bytes + offset_bytes, length_bytes);
+}
 
 struct TargetArgs {
   uint64_t start_sector = 0;

@@ -205,6 +205,9 @@ class DefaultKeyTarget final : public Target {
   }
 
   std::vector<DeviceRef> Devices() const override { return {p_.dev}; }
+  std::optional<StoredRange> Locate(uint64_t offset, uint64_t length) const override {
+    return LocateOn(p_.dev, p_.start_sectors * kSectorBytes, offset, length);
+  }
 
   bool supports_discard() const override {
     return p_.options.allow_discards && p_.dev.device->supports_discard();

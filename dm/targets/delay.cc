@@ -67,6 +67,11 @@ class DelayTarget final : public Target {
     return devs;
   }
 
+  // Where writes go: a read-modify-write must exclude other writes to the bytes it writes.
+  std::optional<StoredRange> Locate(uint64_t offset, uint64_t length) const override {
+    return LocateOn(write_.dev, write_.start_sectors * kSectorBytes, offset, length);
+  }
+
   bool supports_discard() const override { return write_.dev.device->supports_discard(); }
 
   void Presuspend() override {

@@ -83,6 +83,9 @@ class DustTarget final : public Target {
   }
 
   std::vector<DeviceRef> Devices() const override { return {dev_}; }
+  std::optional<StoredRange> Locate(uint64_t offset, uint64_t length) const override {
+    return LocateOn(dev_, start_sectors_ * kSectorBytes, offset, length);
+  }
   bool supports_discard() const override { return dev_.device->supports_discard(); }
 
  private:

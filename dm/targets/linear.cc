@@ -52,6 +52,9 @@ class LinearTarget final : public Target {
     return dev_.name + " " + std::to_string(offset_sectors_);
   }
   std::vector<DeviceRef> Devices() const override { return {dev_}; }
+  std::optional<StoredRange> Locate(uint64_t offset, uint64_t length) const override {
+    return LocateOn(dev_, offset_sectors_ * kSectorBytes, offset, length);
+  }
   bool supports_discard() const override { return dev_.device->supports_discard(); }
 
  private:

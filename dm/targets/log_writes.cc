@@ -109,6 +109,10 @@ class LogWritesTarget final : public Target {
   }
 
   std::vector<DeviceRef> Devices() const override { return {dev_, logdev_}; }
+  // The data device holds the bytes; the log holds copies of writes, which no RMW reads back.
+  std::optional<StoredRange> Locate(uint64_t offset, uint64_t length) const override {
+    return LocateOn(dev_, 0, offset, length);
+  }
   bool supports_discard() const override { return true; }
   uint32_t logical_block_size() const override { return sectorsize_; }
 

@@ -40,15 +40,10 @@ class StripedTarget final : public Target {
     }
     uint64_t pos = req.offset_bytes;
     while (pos < req.end_bytes()) {
-      const uint64_t chunk = pos / chunk_bytes_;
-      const uint64_t in_chunk = pos % chunk_bytes_;
-      const size_t stripe = static_cast<size_t>(chunk % stripes_.size());
-      const uint64_t dev_offset = stripes_[stripe].physical_start_sectors * kSectorBytes +
-                                  (chunk / stripes_.size()) * chunk_bytes_ + in_chunk;
-      const uint64_t len = std::min(chunk_bytes_ - in_chunk, req.end_bytes() - pos);
-      Status s = Submit(stripe, SplitPiece(req, pos - req.offset_bytes, len, dev_offset));
+      const ChunkPiece p = Piece(pos, req.end_bytes() - pos);
+      Status s = Submit(p.stripe, SplitPiece(req, pos - req.offset_bytes, p.length, p.dev_offset));
       if (!s.ok()) return s;
-      pos += len;
+      pos += p.length;
     }
     return Status::Ok();
   }
@@ -72,6 +67,11 @@ class StripedTarget final : public Target {
     return s;
   }
 
+  std::optional<StoredRange> Locate(uint64_t offset, uint64_t length) const override {
+    const ChunkPiece p = Piece(offset, length);
+    return LocateOn(stripes_[p.stripe].dev, p.dev_offset, 0, p.length);
+  }
+
   std::vector<DeviceRef> Devices() const override {
     std::vector<DeviceRef> out;
     out.reserve(stripes_.size());
@@ -87,6 +87,23 @@ class StripedTarget final : public Target {
   }
 
  private:
+  // The stripe holding byte `pos` of the target, where on its device, and how many of the next
+  // `length` bytes stay in the same chunk.
+  struct ChunkPiece {
+    size_t stripe;
+    uint64_t dev_offset;
+    uint64_t length;
+  };
+  ChunkPiece Piece(uint64_t pos, uint64_t length) const {
+    const uint64_t chunk = pos / chunk_bytes_;
+    const uint64_t in_chunk = pos % chunk_bytes_;
+    const size_t stripe = static_cast<size_t>(chunk % stripes_.size());
+    return {stripe,
+            stripes_[stripe].physical_start_sectors * kSectorBytes +
+                (chunk / stripes_.size()) * chunk_bytes_ + in_chunk,
+            std::min(chunk_bytes_ - in_chunk, length)};
+  }
+
   uint64_t NextChunk(uint64_t pos) const { return (pos / chunk_bytes_ + 1) * chunk_bytes_; }
 
   // As the kernel, one flush per stripe; every stripe gets it even when one fails.

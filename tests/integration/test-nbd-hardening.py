@@ -1,6 +1,7 @@
-"""Hardening 1, 11 and 13 against the real daemon over NBD: a FAST_ZERO request is answered
+"""Hardening 1, 11, 12 and 13 against the real daemon over NBD: a FAST_ZERO request is answered
 ENOTSUP and the daemon stays up; refused export names are escaped, cut and rate-limited in the
-log; keyed exports advertise minimum = preferred block size = the key's data unit."""
+log; sub-unit writes through two exports over the same stored bytes are serialised; keyed
+exports advertise minimum = preferred block size = the key's data unit."""
 import time
 
 import nbd
@@ -78,7 +79,35 @@ def refused_names(d):
     h.shutdown()
 
 
+def aliased_rmw(d):
+    """lin0@k4k and hw0@k4k are the same stored bytes (lin0 is linear hw0 0): sub-unit writes to
+    different bytes of the same units through both, all in flight at once, must all survive."""
+    handles = [connect(d, "lin0@k4k"), connect(d, "hw0@k4k")]
+    units = 32
+    model = bytearray(units * 4096)
+    handles[0].pwrite(bytes(model), 0)
+    lost = 0
+    for rnd in range(8):
+        cookies = []
+        for u in range(units):
+            for side, h in enumerate(handles):
+                off = u * 4096 + side * 2048 + rnd * 8
+                data = bytes([(u * 7 + side * 3 + rnd) % 251 + 1]) * 100
+                model[off:off + 100] = data
+                cookies.append((h, h.aio_pwrite(data, off)))
+        for h, c in cookies:
+            while not h.aio_command_completed(c):
+                h.poll(-1)
+        got = handles[1].pread(units * 4096, 0)
+        lost += sum(1 for u in range(units) if got[u * 4096:(u + 1) * 4096] !=
+                    model[u * 4096:(u + 1) * 4096])
+    C.check("512 sub-unit updates through lin0@k4k and hw0@k4k at once: none lost (hardening 12),"
+            " %d units differ" % lost, lost == 0)
+    for h in handles:
+        h.shutdown()
+
+
 with Daemon(CONFIG) as d:
-    for fn in (fast_zero, block_sizes, refused_names):
+    for fn in (fast_zero, block_sizes, refused_names, aliased_rmw):
         C.run(fn.__name__, lambda: fn(d))
 C.exit()

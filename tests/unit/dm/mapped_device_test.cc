@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cerrno>
 #include <thread>
+#include <tuple>
 
 #include <gtest/gtest.h>
 
@@ -441,6 +442,33 @@ TEST_F(MappedDeviceTest, T3_StripedSplitsAtChunksAdvancingTheDun) {
   std::vector<uint8_t> back(data.size());
   ASSERT_TRUE(blk_.Submit(md, ReadReq(0, back, key.get(), 10)).ok());
   EXPECT_EQ(back, data);
+}
+
+// Hardening 12: a mapped device says where its bytes are stored, through every level of a stack
+// and each stripe, so that read-modify-write locks them there.
+TEST_F(MappedDeviceTest, Hardening12_LocateFindsTheStoredBytesThroughTheStack) {
+  env_.clock = &Clock::Real();  // flakey's
+  auto lower = std::make_shared<MappedDevice>("lower", blk_);
+  lookup_.Add("lower", lower);
+  Activate(*lower, {"0 64 linear a 16", "64 64 striped 2 8 a 1024 b 2048"});
+  MappedDevice upper("upper", blk_);
+  Activate(upper, {"0 8 zero", "8 120 flakey lower 8 60 0"});
+  auto at = [](const BlockDevice& d, uint64_t off, uint64_t len) {
+    const StoredRange r = d.Locate(off, len);
+    return std::tuple(r.store, r.offset_bytes, r.length_bytes);
+  };
+  // linear: a at 16 sectors on; cut at the target's end.
+  EXPECT_EQ(at(*lower, 100, 1 << 20), std::tuple(a_.get(), 16 * 512 + 100, 64 * 512 - 100));
+  // striped: chunk 0 on a from 1024 sectors, chunk 1 on b from 2048; cut at the chunk's end.
+  EXPECT_EQ(at(*lower, 64 * 512 + 10, 8192), std::tuple(a_.get(), 1024 * 512 + 10, 4096 - 10));
+  EXPECT_EQ(at(*lower, 64 * 512 + 4096, 4096), std::tuple(b_.get(), 2048 * 512, 4096u));
+  // flakey over lower: upper's sector 8 is lower's sector 8, which is a's sector 24.
+  EXPECT_EQ(at(upper, 8 * 512, 512), std::tuple(a_.get(), 24 * 512, 512u));
+  // zero stores nothing below: the mapped device stands for its own bytes.
+  EXPECT_EQ(at(upper, 0, 4096), std::tuple(static_cast<BlockDevice*>(&upper), 0u, 4096u));
+  // Without a live table, the device itself.
+  MappedDevice empty("empty", blk_);
+  EXPECT_EQ(at(empty, 512, 512), std::tuple(static_cast<BlockDevice*>(&empty), 512u, 512u));
 }
 
 TEST_F(MappedDeviceTest, T3_StripedWithAChunkThatIsNotAPowerOfTwo) {
