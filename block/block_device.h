@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "block/request.h"
@@ -55,6 +56,20 @@ class BlockDevice {
   // Thread-safe. By default a device stores its bytes itself.
   virtual StoredRange Locate(uint64_t offset_bytes, uint64_t length_bytes) const {
     return {this, offset_bytes, length_bytes};
+  }
+
+  // Receives one extent: its length and whether it is a hole (unallocated, and reads as zeros);
+  // returns false to stop.
+  using ExtentSink = std::function<bool(uint64_t length_bytes, bool hole)>;
+  // Block status (rule N6): describes [offset_bytes, offset_bytes + length_bytes) from its start
+  // as extents in order, until the range is covered or `sink` says stop. A range is a hole only
+  // if reading it through this device returns zeros. By default: all data. REQUIRES: the range
+  // lies within [0, size_bytes()).
+  virtual Status Extents(uint64_t offset_bytes, uint64_t length_bytes,
+                         const ExtentSink& sink) const {
+    (void)offset_bytes;
+    sink(length_bytes, false);
+    return Status::Ok();
   }
 };
 

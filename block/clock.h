@@ -27,7 +27,6 @@ class Clock {
   virtual bool WaitUntil(std::unique_lock<std::mutex>& lock, std::condition_variable& cv,
                          TimePoint deadline, const std::function<bool()>& done) = 0;
 
-
   // The process-wide real clock.
   static Clock& Real();
 };

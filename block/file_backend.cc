@@ -282,4 +282,28 @@ Status FileBackend::Flush() {
   return Status::Error(err, "fdatasync " + path_ + ": " + ErrnoText(err));
 }
 
+Status FileBackend::Extents(uint64_t offset, uint64_t length, const ExtentSink& sink) const {
+  // lseek moves the shared file offset, which no other call uses (all I/O is positional).
+  const uint64_t end = offset + length;
+  for (uint64_t pos = offset; pos < end;) {
+    const off_t data = ::lseek(fd_, static_cast<off_t>(pos), SEEK_DATA);
+    if (data < 0) {
+      // ENXIO: no data from pos to the end of the file, which reaches at least `end`.
+      sink(end - pos, errno == ENXIO);
+      return Status::Ok();
+    }
+    if (static_cast<uint64_t>(data) > pos) {
+      const uint64_t n = std::min<uint64_t>(data, end) - pos;
+      if (!sink(n, true)) return Status::Ok();
+      pos += n;
+      continue;
+    }
+    const off_t hole = ::lseek(fd_, static_cast<off_t>(pos), SEEK_HOLE);
+    const uint64_t n = hole < 0 ? end - pos : std::min<uint64_t>(hole, end) - pos;
+    if (!sink(n, false)) return Status::Ok();
+    pos += n;
+  }
+  return Status::Ok();
+}
+
 }  // namespace ice

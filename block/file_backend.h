@@ -41,6 +41,9 @@ class FileBackend final : public BlockDevice {
   // Always true: whether the filesystem can punch holes is only learnt by trying (discard is
   // advisory, and advertising it where it ends up a no-op is harmless).
   bool supports_discard() const override { return true; }
+  // The file's holes (SEEK_HOLE/SEEK_DATA); all data where the file system cannot tell.
+  Status Extents(uint64_t offset_bytes, uint64_t length_bytes,
+                 const ExtentSink& sink) const override;
 
   const std::string& path() const { return path_; }
 

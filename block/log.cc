@@ -28,7 +28,7 @@ std::string EscapeForLog(std::string_view untrusted, size_t max_bytes) {
   out.reserve(shown.size() + 16);
   for (const char c : shown) {
     const auto b = static_cast<unsigned char>(c);
-    if (b >= 0x20 && b < 0x7f && c != '\\' && c != '\'') {
+    if (b >= 0x20 && b < 0x7f && c != '\\') {
       out.push_back(c);
     } else {
       char hex[5];

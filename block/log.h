@@ -31,7 +31,7 @@ class RateLimit {
 };
 
 // A string from outside (an export name a client sent) made safe for one log line: bytes outside
-// printable ASCII, '\\' and '\'' become \xNN escapes, so that it cannot forge lines or terminal
+// printable ASCII and '\\' become \xNN escapes, so that it cannot forge lines or terminal
 // sequences; cut to `max_bytes` of the original with "…(N more bytes)" saying so.
 std::string EscapeForLog(std::string_view untrusted, size_t max_bytes = 128);
 

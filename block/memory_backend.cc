@@ -98,6 +98,32 @@ Status MemoryBackend::Submit(const IoRequest& req) {
       EINVAL, std::string("memory backend: ") + IoOpName(req.op) + " without a data buffer");
 }
 
+Status MemoryBackend::Extents(uint64_t offset, uint64_t length, const ExtentSink& sink) const {
+  // Runs of chunks with the same state make one extent each.
+  const uint64_t end = offset + length;
+  uint64_t run_start = offset;
+  bool run_hole = false;
+  for (uint64_t pos = offset; pos < end;) {
+    const uint64_t chunk = pos / kChunkBytes;
+    const uint64_t next = std::min(end, (chunk + 1) * kChunkBytes);
+    bool hole;
+    {
+      std::shared_lock g(StripeOf(chunk));
+      hole = chunks_[chunk] == nullptr;
+    }
+    if (pos == offset) {
+      run_hole = hole;
+    } else if (hole != run_hole) {
+      if (!sink(pos - run_start, run_hole)) return Status::Ok();
+      run_start = pos;
+      run_hole = hole;
+    }
+    pos = next;
+  }
+  sink(end - run_start, run_hole);
+  return Status::Ok();
+}
+
 Status MemoryBackend::Read(uint64_t offset, uint64_t length, uint8_t* out) {
   return ForEachChunk(offset, length, [&](uint64_t chunk, uint64_t at, uint64_t n, uint64_t done) {
     std::shared_lock lock(StripeOf(chunk));

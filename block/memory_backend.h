@@ -42,6 +42,9 @@ class MemoryBackend final : public BlockDevice {
   uint64_t size_bytes() const override { return size_bytes_; }
   Status Submit(const IoRequest& req) override;
   bool supports_discard() const override { return true; }
+  // Chunks never written (or released) are holes.
+  Status Extents(uint64_t offset_bytes, uint64_t length_bytes,
+                 const ExtentSink& sink) const override;
 
   // Bytes of chunk storage currently allocated (a multiple of kChunkBytes). Thread-safe.
   uint64_t allocated_bytes() const { return allocated_bytes_.load(std::memory_order_relaxed); }
@@ -55,7 +58,7 @@ class MemoryBackend final : public BlockDevice {
     std::shared_mutex mu;
   };
 
-  std::shared_mutex& StripeOf(uint64_t chunk) { return stripes_[chunk % kStripes].mu; }
+  std::shared_mutex& StripeOf(uint64_t chunk) const { return stripes_[chunk % kStripes].mu; }
 
   static uint64_t NumChunks(uint64_t size_bytes) {
     return (size_bytes + kChunkBytes - 1) / kChunkBytes;

@@ -288,12 +288,13 @@ Result<std::string> FormatExportCheck(const Json& result) {
   ICE_ASSIGN_OR_RETURN(int64_t block_size, Int(result, "block_size"));
   std::string out = Labelled("Export", name) + Labelled("Size", SizeText(size)) +
                     Labelled("Block size", std::to_string(block_size));
-  for (const char* flag : {"keyed", "trim"}) {
-    if (!result.contains(flag)) continue;
-    ICE_ASSIGN_OR_RETURN(bool on, Bool(result, flag));
-    std::string label = flag;
-    label[0] = static_cast<char>(label[0] - 'a' + 'A');
-    out += Labelled(label, on ? "yes" : "no");
+  if (result.contains("keyed")) {
+    ICE_ASSIGN_OR_RETURN(bool keyed, Bool(result, "keyed"));
+    out += Labelled("Keyed", keyed ? "yes" : "no");
+  }
+  if (result.contains("trim")) {  // how a TRIM is served: "discard" or "zero"
+    ICE_ASSIGN_OR_RETURN(std::string trim, Str(result, "trim"));
+    out += Labelled("Trim", trim == "discard" ? "discards" : "writes zeros");
   }
   return out;
 }

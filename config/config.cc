@@ -105,10 +105,10 @@ Result<CryptoMode> GetMode(const SchemaError& err, const toml::table& t, const s
 }
 
 Status ParseDaemon(const SchemaError& err, const toml::table& t, DaemonConfig& d) {
-  ICE_RETURN_IF_ERROR(
-      CheckKeys(err, t, "[daemon]",
-                {"control_socket", "log_level", "log_target", "allowed_uids", "default_export",
-                 "fallback_slots", "control_idle_timeout_s", "control_max_clients"}));
+  ICE_RETURN_IF_ERROR(CheckKeys(
+      err, t, "[daemon]",
+      {"control_socket", "log_level", "log_target", "allowed_uids", "default_export",
+       "fallback_slots", "control_idle_timeout_s", "control_max_clients", "strict_block_size"}));
   const std::string w = "[daemon]";
   if (t.get("control_socket")) {
     ICE_ASSIGN_OR_RETURN(d.control_socket, GetString(err, t, "control_socket", w, true));
@@ -147,6 +147,10 @@ Status ParseDaemon(const SchemaError& err, const toml::table& t, DaemonConfig& d
   ICE_ASSIGN_OR_RETURN(int64_t clients,
                        GetInt(err, t, "control_max_clients", w, false, 64, 1, 4096));
   d.control_max_clients = static_cast<unsigned>(clients);
+  if (const toml::node* n = t.get("strict_block_size")) {
+    if (!n->is_boolean()) return err.At(*n, "[daemon].strict_block_size must be true or false");
+    d.strict_block_size = *n->value<bool>();
+  }
   return Status::Ok();
 }
 

@@ -24,6 +24,10 @@ struct DaemonConfig {
   unsigned fallback_slots = 100;    // F2
   unsigned control_idle_timeout_s = 60;
   unsigned control_max_clients = 64;  // control connections served at once (hardening 5)
+  // Exports advertise their data unit as the minimum block size, as real hardware would demand
+  // (clients in strict mode then refuse smaller I/O); otherwise less, served by read-modify-write
+  // (N3, issue 19).
+  bool strict_block_size = false;
 };
 
 struct HardwareConfig {

@@ -374,7 +374,7 @@ const std::map<std::string, Verb>& Verbs() {
                      {"size", exp->size_bytes()},
                      {"block_size", exp->block_size()},
                      {"keyed", exp->keyed()},
-                     {"trim", exp->can_trim()}};
+                     {"trim", exp->discards() ? "discard" : "zero"}};
        }},
       {"metrics",
        [](Engine& e, const Args& a, const Interrupt&) -> Result<json> {

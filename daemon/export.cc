@@ -69,7 +69,7 @@ Export::Export(std::string name, dm::OpenDevice device, std::optional<KeyUse> ke
   size_bytes_ = AlignDown(device_->size_bytes(), unit_);
 }
 
-bool Export::can_trim() const { return !keyed() && device_->supports_discard(); }
+bool Export::discards() const { return !keyed() && device_->supports_discard(); }
 
 IoRequest Export::Request(IoOp op, uint64_t offset, uint64_t length) const {
   IoRequest r;
@@ -173,9 +173,18 @@ Status Export::Flush() {
   return timed(Submit(Request(IoOp::kFlush, 0, 0)));
 }
 
-Status Export::Trim(uint64_t length, uint64_t offset) {
+Status Export::Extents(uint64_t length, uint64_t offset,
+                       const BlockDevice::ExtentSink& sink) const {
+  if (keyed()) {
+    sink(length, false);
+    return Status::Ok();
+  }
+  return device_->Extents(offset, length, sink);
+}
+
+Status Export::Trim(uint64_t length, uint64_t offset, bool fua) {
   Timed timed(*stats_, StatOp::kTrim, length);
-  if (!can_trim()) return timed(Status::Error(EOPNOTSUPP, "trim is not possible on " + name_));
+  if (!discards()) return timed(WriteOrZero(nullptr, length, offset, fua));
   // Trim is advisory: only whole units are discarded.
   const uint64_t begin = AlignUp(offset, unit_), end = AlignDown(offset + length, unit_);
   if (begin >= end) return timed(Status::Ok());

@@ -32,15 +32,24 @@ class Export {
   // N3: minimum = preferred block size: the key's data unit size, or the device's logical block
   // size (a default-key device's sector size). Requests not aligned to it are still served.
   uint32_t block_size() const { return unit_; }
-  // N5: TRIM is advertised only where the path keeps no ciphertext it would destroy.
-  bool can_trim() const;
+  // Whether a TRIM discards (an unkeyed export over devices that all discard); elsewhere it
+  // zeroes (Trim).
+  bool discards() const;
 
   // Thread-safe: nbdkit calls these from many threads at once.
   Status Read(uint8_t* buf, uint64_t length, uint64_t offset);
   Status Write(const uint8_t* buf, uint64_t length, uint64_t offset, bool fua);
   // N4: makes every acknowledged write durable on every backend below the device.
   Status Flush();
-  Status Trim(uint64_t length, uint64_t offset);
+  // TRIM, served on every export (issue 19): discarded where discards() (whole units only, as
+  // TRIM is advisory), otherwise zeroed as Zero() does, encrypted on a keyed path: nbdfuse turns
+  // a loop device's WRITE_ZEROES into a TRIM and reads zeros back, and a hole under ciphertext
+  // would not read as zeros (N5). `fua` makes the zeros durable before the reply.
+  Status Trim(uint64_t length, uint64_t offset, bool fua);
+  // Block status (N6, issue 19): an unkeyed export reports its device's holes, so that copies
+  // stay sparse; a keyed one reports data everywhere (a hole under ciphertext does not read as
+  // zeros through the key).
+  Status Extents(uint64_t length, uint64_t offset, const BlockDevice::ExtentSink& sink) const;
   // N5: on an encrypted path, encrypted zeros are written (never a hole under ciphertext).
   Status Zero(uint64_t length, uint64_t offset, bool fua);
 

@@ -153,6 +153,26 @@ StoredRange MappedDevice::Locate(uint64_t offset_bytes, uint64_t length_bytes) c
   return *below;
 }
 
+Status MappedDevice::Extents(uint64_t offset_bytes, uint64_t length_bytes,
+                             const ExtentSink& sink) const {
+  const std::shared_ptr<Table> table = live_table();
+  if (!table || offset_bytes >= table->size_bytes()) {
+    sink(length_bytes, false);
+    return Status::Ok();
+  }
+  const uint64_t end = std::min(offset_bytes + length_bytes, table->size_bytes());
+  bool go_on = true;
+  const ExtentSink counted = [&](uint64_t n, bool hole) { return go_on = sink(n, hole); };
+  for (uint64_t pos = offset_bytes; pos < end && go_on;) {
+    const TableEntry& e = table->entry(table->IndexOf(pos));
+    const uint64_t n = std::min(end, e.end_bytes()) - pos;
+    ICE_RETURN_IF_ERROR(e.target->Extents(pos - e.start_bytes(), n, counted));
+    pos += n;
+  }
+  if (go_on && end < offset_bytes + length_bytes) sink(offset_bytes + length_bytes - end, false);
+  return Status::Ok();
+}
+
 // ---- tables -----------------------------------------------------------------------------------
 
 Status MappedDevice::CheckCapabilities(const Table& table) const {

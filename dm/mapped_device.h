@@ -59,6 +59,10 @@ class MappedDevice final : public BlockDevice, private KeyslotOps {
   // Through the live table's target at `offset_bytes`; the device itself where there is no live
   // table, the offset lies beyond it, or the target stores nothing below.
   StoredRange Locate(uint64_t offset_bytes, uint64_t length_bytes) const override;
+  // Through the live table's targets (holes pass only through those that keep reads as they
+  // are: linear); all data without a live table.
+  Status Extents(uint64_t offset_bytes, uint64_t length_bytes,
+                 const ExtentSink& sink) const override;
 
   // D4: OK when `table` keeps every capability the device advertises; otherwise EINVAL naming
   // what it would drop.

@@ -72,6 +72,15 @@ class Target {
     return std::nullopt;
   }
 
+  // Block status of the target's bytes from `offset_bytes`, as BlockDevice::Extents. By default
+  // all data: a target that changes what reads return (a key, corruption, errors) must never
+  // pass on a hole below it (N6).
+  virtual Status Extents(uint64_t /*offset_bytes*/, uint64_t length_bytes,
+                         const BlockDevice::ExtentSink& sink) const {
+    sink(length_bytes, false);
+    return Status::Ok();
+  }
+
   // Called when the device is being suspended, before in-flight I/O is drained (delay releases
   // what it holds), and after a resume made this target's table live.
   virtual void Presuspend() {}

@@ -41,6 +41,11 @@ class HardwareDevice final : public BlockDevice, private KeyslotOps {
   uint64_t size_bytes() const override { return backend_->size_bytes(); }
   CryptoProfile* crypto_profile() override { return profile_.get(); }
   bool supports_discard() const override { return backend_->supports_discard(); }
+  // The backend's: what plain (unencrypted) reads of this device return.
+  Status Extents(uint64_t offset_bytes, uint64_t length_bytes,
+                 const ExtentSink& sink) const override {
+    return backend_->Extents(offset_bytes, length_bytes, sink);
+  }
 
   // H2: a request with a context gets a slot (K2/K3), en/decrypts each data unit with the IV from
   // its DUN, does the backend I/O and releases the slot (K4). Writes are encrypted into a buffer of

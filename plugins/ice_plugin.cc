@@ -222,11 +222,14 @@ const char* ice_export_description(void* handle) { return H(handle)->name().c_st
 int64_t ice_get_size(void* handle) { return static_cast<int64_t>(H(handle)->size_bytes()); }
 
 int ice_block_size(void* handle, uint32_t* minimum, uint32_t* preferred, uint32_t* maximum) {
-  // N3 (hardening 13): a keyed export's minimum = preferred = its data unit. Unkeyed ones prefer
-  // a page, as nbdkit's file plugin does (NBD wants a preferred size of 512 or more).
+  // N3 (hardening 13): a keyed export prefers its data unit; unkeyed ones a page, as nbdkit's
+  // file plugin does (NBD wants a preferred size of 512 or more). The minimum is what the export
+  // serves: any byte (read-modify-write below a unit; issue 19: 512 would still refuse nbdfuse's
+  // page-split buffered writes, 0xfd0 + 0x30), or the unit itself with strict_block_size.
   const uint32_t unit = H(handle)->block_size();
-  *minimum = unit;
-  *preferred = H(handle)->keyed() ? unit : std::max<uint32_t>(unit, 4096);
+  const bool keyed = H(handle)->keyed();
+  *minimum = g_config->daemon.strict_block_size ? unit : 1;
+  *preferred = keyed ? unit : std::max<uint32_t>(unit, 4096);
   *maximum = 0xffffffff;
   return 0;
 }
@@ -235,7 +238,7 @@ int ice_can_write(void*) { return 1; }
 int ice_can_flush(void*) { return 1; }
 int ice_can_fua(void*) { return NBDKIT_FUA_NATIVE; }
 int ice_can_multi_conn(void*) { return 1; }  // N4: a flush covers every connection's writes
-int ice_can_trim(void* handle) { return H(handle)->can_trim() ? 1 : 0; }
+int ice_can_trim(void*) { return 1; }        // issue 19: discarded or zeroed (Export::Trim)
 int ice_can_zero(void*) { return 1; }
 // Hardening 1: nbdkit 1.32 asserts (and aborts) when a client sends FAST_ZERO to a plugin that
 // does not advertise it; so it is advertised, and every fast-zero request is answered ENOTSUP, as
@@ -266,8 +269,9 @@ int ice_flush(void* handle, uint32_t) {
 
 int ice_trim(void* handle, uint32_t count, uint64_t offset, uint32_t flags) {
   return Guard("trim", [&] {
-    Status s = H(handle)->Trim(count, offset);
-    if (s.ok() && (flags & NBDKIT_FLAG_FUA)) s = H(handle)->Flush();
+    const bool fua = (flags & NBDKIT_FLAG_FUA) != 0;
+    Status s = H(handle)->Trim(count, offset, fua);
+    if (s.ok() && fua && H(handle)->discards()) s = H(handle)->Flush();
     return s.ok() ? 0 : Fail("trim", H(handle), s);
   });
 }
@@ -280,6 +284,24 @@ int ice_zero(void* handle, uint32_t count, uint64_t offset, uint32_t flags) {
   return Guard("zero", [&] {
     Status s = H(handle)->Zero(count, offset, (flags & NBDKIT_FLAG_FUA) != 0);
     return s.ok() ? 0 : Fail("zero", H(handle), s);
+  });
+}
+
+int ice_can_extents(void*) { return 1; }
+
+int ice_extents(void* handle, uint32_t count, uint64_t offset, uint32_t flags,
+                struct nbdkit_extents* extents) {
+  return Guard("extents", [&] {
+    uint64_t pos = offset;
+    int added = 0;
+    Status s = H(handle)->Extents(count, offset, [&](uint64_t n, bool hole) {
+      added =
+          nbdkit_add_extent(extents, pos, n, hole ? NBDKIT_EXTENT_HOLE | NBDKIT_EXTENT_ZERO : 0);
+      pos += n;
+      return added == 0 && !(flags & NBDKIT_FLAG_REQ_ONE);
+    });
+    if (added != 0) return -1;  // nbdkit set the error
+    return s.ok() ? 0 : Fail("extents", H(handle), s);
   });
 }
 
@@ -313,6 +335,8 @@ nbdkit_plugin MakePlugin() {
   p.flush = ice_flush;
   p.trim = ice_trim;
   p.zero = ice_zero;
+  p.can_extents = ice_can_extents;
+  p.extents = ice_extents;
   return p;
 }
 

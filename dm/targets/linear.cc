@@ -55,6 +55,10 @@ class LinearTarget final : public Target {
   std::optional<StoredRange> Locate(uint64_t offset, uint64_t length) const override {
     return LocateOn(dev_, offset_sectors_ * kSectorBytes, offset, length);
   }
+  Status Extents(uint64_t offset, uint64_t length,
+                 const BlockDevice::ExtentSink& sink) const override {
+    return dev_.device->Extents(offset_sectors_ * kSectorBytes + offset, length, sink);
+  }
   bool supports_discard() const override { return dev_.device->supports_discard(); }
 
  private:

@@ -23,6 +23,7 @@ CONFIG = """
 control_socket = "{dir}/control.sock"
 log_level = "debug"
 allowed_uids = [%d]
+control_max_clients = 128
 """ % ALLOWED + toml(
     hardware_toml("hw0", "16M"),
     hardware_toml("hw1", "16M"),

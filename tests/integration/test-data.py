@@ -285,7 +285,14 @@ with d:
             hw_counters(d, "hwb")["discards"] > dis)
     h.shutdown()
     h = connect(d, "dkn")
-    c.check("default-key without allow_discards does not advertise trim", not h.can_trim())
+    c.check("default-key without allow_discards advertises trim (issue 19)", h.can_trim())
+    h.pwrite(rand(2 * DU), 8 * DU)
+    dis = hw_counters(d, "hwa")["discards"]
+    h.trim(2 * DU, 8 * DU)
+    c.check("TRIM on default-key without allow_discards writes encrypted zeros, discards nothing",
+            h.pread(2 * DU, 8 * DU) == bytes(2 * DU)
+            and file_bytes(d, "hwa.img", 8 * DU, 2 * DU) == xts_encrypt(K1, DU, 8, bytes(2 * DU))
+            and hw_counters(d, "hwa")["discards"] == dis)
     h.pwrite(rand(2 * DU), 8 * DU)
     dis = hw_counters(d, "hwa")["discards"]
     h.zero(2 * DU, 8 * DU)
@@ -295,7 +302,15 @@ with d:
             and hw_counters(d, "hwa")["discards"] == dis)
     h.shutdown()
     h = connect(d, "hwa@k1")
-    c.check("a keyed export does not advertise trim", not h.can_trim())
+    c.check("a keyed export advertises trim (issue 19)", h.can_trim())
+    h.pwrite(rand(3 * DU), 20 * DU)
+    dis = hw_counters(d, "hwa")["discards"]
+    h.trim(2 * DU - 100, 20 * DU + 50)  # partial units at both ends
+    c.check("TRIM on a keyed export zeroes the range, partial units too, as encrypted zeros",
+            h.pread(2 * DU - 100, 20 * DU + 50) == bytes(2 * DU - 100)
+            and xts_decrypt(K1, DU, 20, file_bytes(d, "hwa.img", 20 * DU, 2 * DU))[50:-50]
+            == bytes(2 * DU - 100)
+            and hw_counters(d, "hwa")["discards"] == dis)
     h.shutdown()
     h = connect(d, "plainf")
     dis = hw_counters(d, "plainf")["discards"]

@@ -41,11 +41,12 @@ with Daemon(CONFIG) as d:
 
     h = connect(d, "hw0@k1")
     c.check("keyed export opens and has the device's size", h.get_size() == 16 << 20)
-    c.check("keyed export advertises min = preferred = data unit size",
-            h.get_block_size(nbd.SIZE_MINIMUM) == 4096 and
+    c.check("keyed export advertises minimum 1 (any I/O is served) and preferred = data unit "
+            "size (N3, issue 19)",
+            h.get_block_size(nbd.SIZE_MINIMUM) == 1 and
             h.get_block_size(nbd.SIZE_PREFERRED) == 4096)
     c.check("keyed export advertises multi-conn", h.can_multi_conn())
-    c.check("keyed export does not advertise trim", not h.can_trim())
+    c.check("keyed export advertises trim (served as encrypted zeros, issue 19)", h.can_trim())
     h.shutdown()
 
     h = connect(d, "plain@essiv")  # plain has no inline crypto: the fallback serves it

@@ -41,9 +41,18 @@ def block_sizes(d):
     for key, unit in (("k512", 512), ("k1k", 1024), ("k2k", 2048), ("k4k", 4096)):
         h = connect(d, "lin0@" + key)
         got = (h.get_block_size(nbd.SIZE_MINIMUM), h.get_block_size(nbd.SIZE_PREFERRED))
-        C.check("lin0@%s: minimum = preferred = %d (hardening 13), got %s" % (key, unit, got),
-                got == (unit, unit))
+        C.check("lin0@%s: minimum 1 (issue 19), preferred = %d (hardening 13), got %s" %
+                (key, unit, got), got == (1, unit))
         h.shutdown()
+    strict = CONFIG.replace("[[hardware]]", "[daemon]\nstrict_block_size = true\n"
+                            'control_socket = "{dir}/control.sock"\n\n[[hardware]]', 1)
+    with Daemon(strict) as s:
+        for key, unit in (("k512", 512), ("k1k", 1024), ("k2k", 2048), ("k4k", 4096)):
+            h = connect(s, "lin0@" + key)
+            got = (h.get_block_size(nbd.SIZE_MINIMUM), h.get_block_size(nbd.SIZE_PREFERRED))
+            C.check("strict_block_size: lin0@%s: minimum = preferred = %d (N3), got %s" %
+                    (key, unit, got), got == (unit, unit))
+            h.shutdown()
     for export, unit in (("hw0", 1), ("plain", 1)):
         h = connect(d, export)
         got = (h.get_block_size(nbd.SIZE_MINIMUM), h.get_block_size(nbd.SIZE_PREFERRED))

@@ -240,6 +240,30 @@ TEST_F(FileBackendTest, DiscardPunchesAHole) {
   EXPECT_EQ(after.st_size, 1 << 20);  // KEEP_SIZE.
 }
 
+// Issue 19 (N6): the file's holes are reported, so that copies stay sparse.
+TEST_F(FileBackendTest, Issue19_ExtentsReportTheFilesHoles) {
+  const std::string path = Path("sparse.img");
+  auto dev = OpenOk(path, 4 << 20);
+  ASSERT_NE(dev, nullptr);
+  std::vector<std::pair<uint64_t, bool>> got;
+  auto extents = [&](uint64_t off, uint64_t len) {
+    got.clear();
+    EXPECT_TRUE(dev->Extents(off, len,
+                             [&](uint64_t n, bool hole) {
+                               got.emplace_back(n, hole);
+                               return true;
+                             })
+                    .ok());
+    return got;
+  };
+  using V = std::vector<std::pair<uint64_t, bool>>;
+  EXPECT_EQ(extents(0, 4 << 20), (V{{4 << 20, true}}));
+  ASSERT_TRUE(Write(*dev, 1 << 20, Pattern(0, 1 << 20, 3)).ok());
+  ASSERT_TRUE(Op(*dev, IoOp::kFlush, 0, 0).ok());
+  EXPECT_EQ(extents(0, 4 << 20), (V{{1 << 20, true}, {1 << 20, false}, {2 << 20, true}}));
+  EXPECT_EQ(extents((1 << 20) + 512, 4096), (V{{4096, false}}));
+}
+
 // tmpfs refuses FALLOC_FL_ZERO_RANGE: write-zeroes falls back to punching a hole.
 TEST_F(FileBackendTest, WriteZeroesOnTmpfsFallsBack) {
   if (access("/dev/shm", W_OK) != 0) GTEST_SKIP() << "no writable /dev/shm";

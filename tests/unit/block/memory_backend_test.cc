@@ -3,6 +3,7 @@
 #include <cerrno>
 #include <cstdint>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -53,6 +54,41 @@ bool AllZero(const std::vector<uint8_t>& v) {
     if (b != 0) return false;
   }
   return true;
+}
+
+// The extents a device reports for [offset, offset + length), as (length, hole) pairs.
+std::vector<std::pair<uint64_t, bool>> ExtentsOf(const BlockDevice& dev, uint64_t offset,
+                                                 uint64_t length) {
+  std::vector<std::pair<uint64_t, bool>> out;
+  EXPECT_TRUE(dev.Extents(offset, length,
+                          [&](uint64_t n, bool hole) {
+                            out.emplace_back(n, hole);
+                            return true;
+                          })
+                  .ok());
+  return out;
+}
+
+// Issue 19 (N6): chunks never written are holes, so that copies of the device stay sparse.
+TEST(MemoryBackend, Issue19_ExtentsReportUnwrittenChunksAsHoles) {
+  MemoryBackend dev(8 * kChunk);
+  EXPECT_EQ(ExtentsOf(dev, 0, 8 * kChunk),
+            (std::vector<std::pair<uint64_t, bool>>{{8 * kChunk, true}}));
+  ASSERT_TRUE(Write(dev, 2 * kChunk + 100, Pattern(0, 10, 1)).ok());
+  ASSERT_TRUE(Write(dev, 3 * kChunk, Pattern(0, 10, 1)).ok());
+  EXPECT_EQ(ExtentsOf(dev, 0, 8 * kChunk),
+            (std::vector<std::pair<uint64_t, bool>>{
+                {2 * kChunk, true}, {2 * kChunk, false}, {4 * kChunk, true}}));
+  EXPECT_EQ(ExtentsOf(dev, 2 * kChunk + 5, 10),
+            (std::vector<std::pair<uint64_t, bool>>{{10, false}}));
+  ASSERT_TRUE(Op(dev, IoOp::kDiscard, 2 * kChunk, 2 * kChunk).ok());
+  EXPECT_EQ(ExtentsOf(dev, kChunk, 4 * kChunk),
+            (std::vector<std::pair<uint64_t, bool>>{{4 * kChunk, true}}));
+  // A sink that stops after one extent is not called again.
+  int calls = 0;
+  ASSERT_TRUE(Write(dev, 0, Pattern(0, 10, 1)).ok());
+  ASSERT_TRUE(dev.Extents(0, 8 * kChunk, [&](uint64_t, bool) { return ++calls < 1; }).ok());
+  EXPECT_EQ(calls, 1);
 }
 
 TEST(MemoryBackend, UnwrittenRangesReadAsZeros) {

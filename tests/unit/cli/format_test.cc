@@ -193,14 +193,18 @@ TEST(Format, P6_MetricsTextPrintedAsIs) {
 }
 
 TEST(Format, ExportCheckAndVersion) {
-  auto text = FormatExportCheck(
-      Json{{"export", "lin0@demo"}, {"size", 4096}, {"block_size", 4096}, {"keyed", true}});
+  auto text = FormatExportCheck(Json{{"export", "lin0@demo"},
+                                     {"size", 4096},
+                                     {"block_size", 4096},
+                                     {"keyed", true},
+                                     {"trim", "zero"}});
   ASSERT_TRUE(text.ok());
   EXPECT_EQ(*text,
             "Export:            lin0@demo\n"
             "Size:              4096 bytes (8 sectors)\n"
             "Block size:        4096\n"
-            "Keyed:             yes\n");
+            "Keyed:             yes\n"
+            "Trim:              writes zeros\n");
   EXPECT_EQ(*FormatVersion(Json{{"protocol", 1}, {"version", "0.1.0"}}),
             "ice daemon 0.1.0 (control protocol 1)\n");
   EXPECT_EQ(*FormatNothing(Json::object()), "");

@@ -9,6 +9,7 @@
 
 #include <gtest/gtest.h>
 
+#include "block/memory_backend.h"
 #include "keyslot/blk_crypto.h"
 #include "keyslot/hardware_device.h"
 #include "tests/unit/dm/dm_test_util.h"
@@ -469,6 +470,30 @@ TEST_F(MappedDeviceTest, Hardening12_LocateFindsTheStoredBytesThroughTheStack) {
   // Without a live table, the device itself.
   MappedDevice empty("empty", blk_);
   EXPECT_EQ(at(empty, 512, 512), std::tuple(static_cast<BlockDevice*>(&empty), 512u, 512u));
+}
+
+// Issue 19 (N6): holes pass through linear, never through a target that may change what reads
+// return (flakey, zero: data; zero's reads are zeros but ice does not claim it).
+TEST(MappedDeviceExtents, Issue19_HolesPassThroughLinearOnly) {
+  BlkCrypto blk(4);
+  auto mem = std::make_shared<MemoryBackend>(4 * kMiB);
+  MapLookup lookup;
+  lookup.Add("m", mem);
+  TargetEnv env;
+  env.devices = &lookup;
+  env.blk = &blk;
+  env.clock = &Clock::Real();
+  MappedDevice md("md", blk);
+  auto t = Table::Create({"0 2048 linear m 2048", "2048 2048 flakey m 0 60 0"}, env);
+  ASSERT_TRUE(t.ok()) << t.status().ToString();
+  ASSERT_TRUE(md.Load(std::shared_ptr<Table>(std::move(*t))).ok());
+  ASSERT_TRUE(md.Resume().ok());
+  std::vector<std::pair<uint64_t, bool>> got;
+  ASSERT_TRUE(md.Extents(0, 2 * kMiB, [&](uint64_t n, bool hole) {
+                  got.emplace_back(n, hole);
+                  return true;
+                }).ok());
+  EXPECT_EQ(got, (std::vector<std::pair<uint64_t, bool>>{{kMiB, true}, {kMiB, false}}));
 }
 
 TEST_F(MappedDeviceTest, T3_StripedWithAChunkThatIsNotAPowerOfTwo) {
