@@ -5,6 +5,7 @@
 #include "dm/targets/dust.h"
 #include "dm/targets/error.h"
 #include "dm/targets/flakey.h"
+#include "dm/targets/inlinecrypt.h"
 #include "dm/targets/linear.h"
 #include "dm/targets/log_writes.h"
 #include "dm/targets/striped.h"
@@ -15,7 +16,7 @@ namespace {
 
 const TargetType* const kTargetTypes[] = {
     &kLinearTarget, &kStripedTarget, &kZeroTarget,       &kErrorTarget,     &kFlakeyTarget,
-    &kDelayTarget,  &kDustTarget,    &kDefaultKeyTarget, &kLogWritesTarget,
+    &kDelayTarget,  &kDustTarget,    &kDefaultKeyTarget, &kLogWritesTarget, &kInlineCryptTarget,
 };
 
 }  // namespace

@@ -1,7 +1,5 @@
 #include "dm/targets/default_key.h"
 
-#include <openssl/evp.h>
-
 #include <cerrno>
 #include <string>
 #include <vector>
@@ -14,6 +12,7 @@
 namespace ice::dm {
 namespace {
 
+using testing::DmCryptXts;
 using testing::Hex;
 using testing::Op;
 using testing::Pattern;
@@ -24,27 +23,6 @@ using testing::XtsKeyBytes;
 
 constexpr uint64_t kDevBytes = 1 << 20;
 const char kXts[] = "aes-xts-plain64";
-
-// dm-crypt's aes-xts-plain64, computed independently: AES-256-XTS per `unit`-byte sector with the
-// 16-byte little-endian tweak `first_tweak + i`.
-std::vector<uint8_t> DmCryptXts(const std::vector<uint8_t>& key, uint64_t first_tweak,
-                                uint32_t unit, const std::vector<uint8_t>& plain) {
-  std::vector<uint8_t> out(plain.size());
-  EVP_CIPHER_CTX* ctx = EVP_CIPHER_CTX_new();
-  for (size_t i = 0; i * unit < plain.size(); ++i) {
-    uint8_t iv[16] = {};
-    const uint64_t tweak = first_tweak + i;
-    for (int b = 0; b < 8; ++b) iv[b] = static_cast<uint8_t>(tweak >> (8 * b));
-    int len = 0;
-    EXPECT_EQ(EVP_EncryptInit_ex(ctx, EVP_aes_256_xts(), nullptr, key.data(), iv), 1);
-    EXPECT_EQ(EVP_EncryptUpdate(ctx, out.data() + i * unit, &len, plain.data() + i * unit,
-                                static_cast<int>(unit)),
-              1);
-    EXPECT_EQ(len, static_cast<int>(unit));
-  }
-  EVP_CIPHER_CTX_free(ctx);
-  return out;
-}
 
 class DefaultKey : public ::testing::Test {
  protected:
