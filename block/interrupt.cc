@@ -38,6 +38,22 @@ Interrupt::SteadyClock::time_point Interrupt::NextWake() const {
   return std::min(poll, SteadyClock::time_point(std::chrono::nanoseconds(deadline)));
 }
 
+Status InterruptibleMutex::Lock(const Interrupt& stop, const char* what) {
+  std::unique_lock g(mu_);
+  ICE_RETURN_IF_ERROR(stop.Wait(
+      cv_, g, [this] { return !held_; }, what));
+  held_ = true;
+  return Status::Ok();
+}
+
+void InterruptibleMutex::unlock() {
+  {
+    std::lock_guard g(mu_);
+    held_ = false;
+  }
+  cv_.notify_one();
+}
+
 const Interrupt& Interrupt::Never() {
   static const Interrupt never;
   return never;

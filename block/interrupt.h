@@ -6,8 +6,10 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <mutex>
+#include <utility>
 
 #include "block/status.h"
 
@@ -42,14 +44,6 @@ class Interrupt {
     }
     return Status::Ok();
   }
-  // Locks `lock` (a deferred lock on a timed mutex), or returns Check's error when the interrupt
-  // fires first.
-  template <typename Lock>
-  Status Acquire(Lock& lock, const char* what) const {
-    while (!lock.try_lock_until(NextWake())) ICE_RETURN_IF_ERROR(Check(what));
-    return Status::Ok();
-  }
-
   // An interrupt that never fires, for callers with nothing to give up on.
   static const Interrupt& Never();
 
@@ -59,6 +53,46 @@ class Interrupt {
   static constexpr int64_t kNoDeadline = INT64_MAX;
   std::atomic<int64_t> deadline_ns_{kNoDeadline};  // steady clock, since its epoch
   std::atomic<bool> cancelled_{false};
+};
+
+// A mutex whose waiters can give up: Lock(stop) fails with the interrupt's error instead of
+// waiting on. (std::timed_mutex would do, but ThreadSanitizer cannot see the locks its
+// try_lock_until takes.) BasicLockable, so std::lock_guard takes it too. Thread-safe.
+class InterruptibleMutex {
+ public:
+  InterruptibleMutex() = default;
+  InterruptibleMutex(const InterruptibleMutex&) = delete;
+  InterruptibleMutex& operator=(const InterruptibleMutex&) = delete;
+
+  // OK once held; Check's error (nothing held) when `stop` fires first.
+  Status Lock(const Interrupt& stop, const char* what);
+  void lock() { (void)Lock(Interrupt::Never(), ""); }
+  void unlock();
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool held_ = false;  // guarded by mu_
+};
+
+// Holds an InterruptibleMutex, if Acquire got it, until destroyed. Move-only.
+class InterruptibleLock {
+ public:
+  InterruptibleLock() = default;
+  InterruptibleLock(InterruptibleLock&& o) noexcept : mu_(std::exchange(o.mu_, nullptr)) {}
+  InterruptibleLock& operator=(InterruptibleLock&&) = delete;
+  ~InterruptibleLock() {
+    if (mu_ != nullptr) mu_->unlock();
+  }
+  // Takes `mu`, or returns the interrupt's error and holds nothing.
+  Status Acquire(InterruptibleMutex& mu, const Interrupt& stop, const char* what) {
+    ICE_RETURN_IF_ERROR(mu.Lock(stop, what));
+    mu_ = &mu;
+    return Status::Ok();
+  }
+
+ private:
+  InterruptibleMutex* mu_ = nullptr;
 };
 
 }  // namespace ice

@@ -99,12 +99,6 @@ DeviceRegistry::~DeviceRegistry() {
   }
 }
 
-Status DeviceRegistry::LockVerbs(std::unique_lock<std::timed_mutex>& lock, const Interrupt& stop,
-                                 const char* verb) {
-  lock = std::unique_lock(verbs_mu_, std::defer_lock);
-  return stop.Acquire(lock, verb);
-}
-
 Status DeviceRegistry::AddHardware(const std::string& name, std::shared_ptr<BlockDevice> device) {
   std::lock_guard v(verbs_mu_);
   if (!IsValidName(name)) return Status::Error(EINVAL, "invalid device name '" + name + "'");
@@ -192,8 +186,8 @@ void DeviceRegistry::PassOnWarnings(const std::string& name, const dm::Table& ta
 
 Status DeviceRegistry::Create(const std::string& name, const std::vector<std::string>& table_lines,
                               std::vector<std::string>* warnings, const Interrupt& stop) {
-  std::unique_lock<std::timed_mutex> v;
-  ICE_RETURN_IF_ERROR(LockVerbs(v, stop, "create"));
+  InterruptibleLock v;
+  ICE_RETURN_IF_ERROR(v.Acquire(verbs_mu_, stop, "create"));
   if (!IsValidName(name)) return Status::Error(EINVAL, "invalid device name '" + name + "'");
   {
     std::lock_guard g(mu_);
@@ -224,8 +218,8 @@ Status DeviceRegistry::Create(const std::string& name, const std::vector<std::st
 
 Status DeviceRegistry::Load(const std::string& name, const std::vector<std::string>& table_lines,
                             std::vector<std::string>* warnings, const Interrupt& stop) {
-  std::unique_lock<std::timed_mutex> v;
-  ICE_RETURN_IF_ERROR(LockVerbs(v, stop, "load"));
+  InterruptibleLock v;
+  ICE_RETURN_IF_ERROR(v.Acquire(verbs_mu_, stop, "load"));
   ICE_ASSIGN_OR_RETURN(std::shared_ptr<MappedDevice> md, FindMapped(name));
   ICE_ASSIGN_OR_RETURN(std::shared_ptr<dm::Table> table, BuildTable(name, table_lines));
   ICE_RETURN_IF_ERROR(md->Load(table));
@@ -234,8 +228,8 @@ Status DeviceRegistry::Load(const std::string& name, const std::vector<std::stri
 }
 
 Status DeviceRegistry::Clear(const std::string& name, const Interrupt& stop) {
-  std::unique_lock<std::timed_mutex> v;
-  ICE_RETURN_IF_ERROR(LockVerbs(v, stop, "clear"));
+  InterruptibleLock v;
+  ICE_RETURN_IF_ERROR(v.Acquire(verbs_mu_, stop, "clear"));
   ICE_ASSIGN_OR_RETURN(std::shared_ptr<MappedDevice> md, FindMapped(name));
   md->ClearInactive();
   return Status::Ok();
@@ -253,8 +247,8 @@ Status DeviceRegistry::Resume(const std::string& name, const Interrupt& stop) {
 }
 
 Status DeviceRegistry::Remove(const std::string& name, const Interrupt& stop) {
-  std::unique_lock<std::timed_mutex> v;
-  ICE_RETURN_IF_ERROR(LockVerbs(v, stop, "remove"));
+  InterruptibleLock v;
+  ICE_RETURN_IF_ERROR(v.Acquire(verbs_mu_, stop, "remove"));
   ICE_ASSIGN_OR_RETURN(std::shared_ptr<MappedDevice> md, FindMapped(name));
   // Tables change only under verbs_mu_ (or move between a device's own slots), so no new holder
   // can appear before the entry is gone.
@@ -335,8 +329,8 @@ Result<DeviceInfo> DeviceRegistry::Info(const std::string& name) {
 Result<std::string> DeviceRegistry::Message(const std::string& name, uint64_t sector,
                                             const std::vector<std::string>& words,
                                             const Interrupt& stop) {
-  std::unique_lock<std::timed_mutex> v;  // a message may change a target's state (P5)
-  ICE_RETURN_IF_ERROR(LockVerbs(v, stop, "message"));
+  InterruptibleLock v;  // a message may change a target's state (P5)
+  ICE_RETURN_IF_ERROR(v.Acquire(verbs_mu_, stop, "message"));
   ICE_ASSIGN_OR_RETURN(std::shared_ptr<MappedDevice> md, FindMapped(name));
   if (words.empty()) return Status::Error(EINVAL, "empty message");
   std::shared_ptr<dm::Table> table = md->live_table();

@@ -134,16 +134,12 @@ class DeviceRegistry final : public DeviceLookup {
                       const std::shared_ptr<BlockDevice>& device,
                       const std::shared_ptr<MappedDevice>& mapped, int open_count) const;
 
-  // Takes verbs_mu_ for `verb`, or fails when `stop` fires first.
-  Status LockVerbs(std::unique_lock<std::timed_mutex>& lock, const Interrupt& stop,
-                   const char* verb);
-
   // Lock order: verbs_mu_, then mu_, then a mapped device's own locks. Suspend and Resume do not
   // take verbs_mu_: their drain may wait for I/O that is itself queued on another suspended
   // device, which only a Resume of that device releases (the kernel, too, has only a per-device
   // suspend lock there).
-  std::timed_mutex verbs_mu_;  // serialises state-changing verbs (P5)
-  mutable std::mutex mu_;      // guards entries_ and each entry's open_count; held only briefly
+  InterruptibleMutex verbs_mu_;  // serialises state-changing verbs (P5)
+  mutable std::mutex mu_;        // guards entries_ and each entry's open_count; held only briefly
   std::map<std::string, std::unique_ptr<Entry>, std::less<>> entries_;
   bool shut_down_ = false;  // guarded by mu_
   KeyRegistry& keys_;

@@ -234,8 +234,8 @@ std::vector<std::string> MappedDevice::UsedDeviceNames() const {
 // ---- suspend and resume ----------------------------------------------------------------------
 
 Status MappedDevice::Suspend(const Interrupt& stop) {
-  std::unique_lock t(transition_mu_, std::defer_lock);
-  ICE_RETURN_IF_ERROR(stop.Acquire(t, ("suspend of '" + name_ + "'").c_str()));
+  InterruptibleLock t;
+  ICE_RETURN_IF_ERROR(t.Acquire(transition_mu_, stop, ("suspend of '" + name_ + "'").c_str()));
   return SuspendLocked(stop);
 }
 
@@ -302,8 +302,8 @@ Status MappedDevice::SwapIn(const std::shared_ptr<Table>& next, std::shared_ptr<
 }
 
 Status MappedDevice::Resume(const Interrupt& stop) {
-  std::unique_lock t(transition_mu_, std::defer_lock);
-  ICE_RETURN_IF_ERROR(stop.Acquire(t, ("resume of '" + name_ + "'").c_str()));
+  InterruptibleLock t;
+  ICE_RETURN_IF_ERROR(t.Acquire(transition_mu_, stop, ("resume of '" + name_ + "'").c_str()));
   std::shared_ptr<Table> next;
   {
     std::lock_guard g(state_mu_);

@@ -120,9 +120,9 @@ class MappedDevice final : public BlockDevice, private KeyslotOps {
   const std::string name_;
   BlkCrypto& blk_;
 
-  // Serialises Suspend and Resume (the kernel's md->suspend_lock). Timed, so that a verb waiting
-  // behind a blocked suspend can give up.
-  std::timed_mutex transition_mu_;
+  // Serialises Suspend and Resume (the kernel's md->suspend_lock). Interruptible, so that a verb
+  // waiting behind a blocked suspend can give up.
+  InterruptibleMutex transition_mu_;
 
   // The dispatch gate. Submit adds itself to its thread's in-flight shard and then checks
   // blocked_; Suspend sets blocked_ and then waits for the shards to sum to 0. Both sides use
