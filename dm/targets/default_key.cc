@@ -26,33 +26,16 @@ Result<bool> OwnOption(const std::string& opt, KeyType* key_type) {
 constexpr TableKeyDialect kDialect{"default-key", kCiphers, &OwnOption,
                                    /*iv_offset_aligned=*/false};
 
-class DefaultKeyTarget final : public Target {
+// A request that already carries a context (a keyed export, fscrypt's file contents in Android)
+// passes unchanged.
+class DefaultKeyTarget final : public TableKeyTarget {
  public:
-  explicit DefaultKeyTarget(const TargetEnv& env, TableKey key)
-      : blk_(*env.blk), key_(std::move(key)) {}
-
-  // A request that already carries a context (a keyed export, fscrypt's file contents in
-  // Android) passes unchanged.
-  Status Map(const IoRequest& req) override { return key_.Map(blk_, req, /*pass_contexts=*/true); }
+  DefaultKeyTarget(const TargetEnv& env, TableKey key)
+      : TableKeyTarget(env, std::move(key), /*pass_contexts=*/true) {}
 
   std::string TableParams() const override {
-    return key_.CipherAndKeyText() + " " + key_.RangeAndOptionsText();
+    return key().CipherAndKeyText() + " " + key().RangeAndOptionsText();
   }
-
-  std::vector<DeviceRef> Devices() const override { return {key_.dev()}; }
-  std::optional<StoredRange> Locate(uint64_t offset, uint64_t length) const override {
-    return LocateOn(key_.dev(), key_.start_bytes(), offset, length);
-  }
-
-  bool supports_discard() const override {
-    return key_.allow_discards() && key_.dev().device->supports_discard();
-  }
-
-  uint32_t logical_block_size() const override { return key_.sector_size(); }
-
- private:
-  BlkCrypto& blk_;
-  TableKey key_;
 };
 
 Result<std::unique_ptr<Target>> CreateDefaultKey(const TargetEnv& env, const TargetArgs& args) {

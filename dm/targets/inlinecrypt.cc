@@ -27,31 +27,15 @@ Result<bool> OwnOption(const std::string& opt, KeyType* key_type) {
 
 constexpr TableKeyDialect kDialect{"inlinecrypt", kCiphers, &OwnOption, /*iv_offset_aligned=*/true};
 
-class InlineCryptTarget final : public Target {
+class InlineCryptTarget final : public TableKeyTarget {
  public:
-  InlineCryptTarget(const TargetEnv& env, TableKey key) : blk_(*env.blk), key_(std::move(key)) {}
-
-  Status Map(const IoRequest& req) override { return key_.Map(blk_, req, /*pass_contexts=*/false); }
+  InlineCryptTarget(const TargetEnv& env, TableKey key)
+      : TableKeyTarget(env, std::move(key), /*pass_contexts=*/false) {}
 
   std::string TableParams() const override {
-    return key_.CipherAndKeyText() + " " + std::to_string(static_cast<int>(key_.key_type())) + " " +
-           key_.RangeAndOptionsText();
+    return key().CipherAndKeyText() + " " + std::to_string(static_cast<int>(key().key_type())) +
+           " " + key().RangeAndOptionsText();
   }
-
-  std::vector<DeviceRef> Devices() const override { return {key_.dev()}; }
-  std::optional<StoredRange> Locate(uint64_t offset, uint64_t length) const override {
-    return LocateOn(key_.dev(), key_.start_bytes(), offset, length);
-  }
-
-  bool supports_discard() const override {
-    return key_.allow_discards() && key_.dev().device->supports_discard();
-  }
-
-  uint32_t logical_block_size() const override { return key_.sector_size(); }
-
- private:
-  BlkCrypto& blk_;
-  TableKey key_;
 };
 
 Result<std::unique_ptr<Target>> CreateInlineCrypt(const TargetEnv& env, const TargetArgs& args) {

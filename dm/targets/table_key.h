@@ -28,6 +28,8 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "dm/target.h"
 #include "keyslot/crypto_key.h"
@@ -95,6 +97,32 @@ class TableKey {
   uint64_t max_dun_ = 0;
   KeyPtr key_;
   std::optional<KeyUse> use_;  // set for a keyring-form key
+};
+
+// The Target that default-key and inlinecrypt both are, but for the table line each prints.
+class TableKeyTarget : public Target {
+ public:
+  // `pass_contexts`: what Map does with a request that already carries a context (TableKey::Map).
+  TableKeyTarget(const TargetEnv& env, TableKey key, bool pass_contexts)
+      : blk_(*env.blk), key_(std::move(key)), pass_contexts_(pass_contexts) {}
+
+  Status Map(const IoRequest& req) override { return key_.Map(blk_, req, pass_contexts_); }
+  std::vector<DeviceRef> Devices() const override { return {key_.dev()}; }
+  std::optional<StoredRange> Locate(uint64_t offset, uint64_t length) const override {
+    return LocateOn(key_.dev(), key_.start_bytes(), offset, length);
+  }
+  bool supports_discard() const override {
+    return key_.allow_discards() && key_.dev().device->supports_discard();
+  }
+  uint32_t logical_block_size() const override { return key_.sector_size(); }
+
+ protected:
+  const TableKey& key() const { return key_; }
+
+ private:
+  BlkCrypto& blk_;
+  TableKey key_;
+  const bool pass_contexts_;
 };
 
 }  // namespace ice::dm
