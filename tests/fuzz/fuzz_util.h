@@ -14,11 +14,20 @@
 #include <string_view>
 #include <vector>
 
+#include <spdlog/spdlog.h>
+
 #include "block/clock.h"
 #include "config/config.h"
 #include "tests/unit/daemon/engine_test_util.h"
 
 namespace ice::fuzz {
+
+// The targets' log lines (dust's bad blocks, refused keys…) cost more time than the code under test
+// and say nothing a crash report does not: off, unless ICE_FUZZ_VERBOSE is set.
+inline const bool kQuietLogs = [] {
+  if (std::getenv("ICE_FUZZ_VERBOSE") == nullptr) spdlog::set_level(spdlog::level::off);
+  return true;
+}();
 
 // A clock whose waits end at once: a wait with a deadline moves time to it instead of sleeping,
 // so an input that asks for an hour of programming latency (hw.fault) costs nothing, and the same
