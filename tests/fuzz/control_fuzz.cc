@@ -1,7 +1,7 @@
 // Fuzzes the control protocol: each line of the input (split at '\n') is one request for
 // daemon::ControlHandler::Handle, in order, on a small engine built afresh for every input
 // (memory-backed hardware with and without inline crypto, a registry key, a mapped device). Every
-// reply must be one line holding a JSON object.
+// reply must be one line holding a JSON object, without the registry key's bytes.
 //
 // The engine's clock is a JumpClock: `hw.fault program_latency_ms` may ask for an hour per slot
 // program, and `hw.reset` then reprograms every slot; on a real clock that would sleep (a
@@ -24,6 +24,27 @@
 namespace ice::fuzz {
 namespace {
 
+// The registry key k1's bytes, and each half of them in hex (lower case, as a reply would spell
+// it).
+std::vector<uint8_t> KeyBytes() {
+  std::vector<uint8_t> raw(64);
+  for (size_t i = 0; i < raw.size(); ++i) raw[i] = static_cast<uint8_t>(i * 3 + 1);
+  return raw;
+}
+
+const std::vector<std::string>& KeyHalvesHex() {
+  static const std::vector<std::string> halves = [] {
+    const std::vector<uint8_t> raw = KeyBytes();
+    std::string hex;
+    for (uint8_t b : raw) {
+      hex += "0123456789abcdef"[b >> 4];
+      hex += "0123456789abcdef"[b & 15];
+    }
+    return std::vector<std::string>{hex.substr(0, 64), hex.substr(64)};
+  }();
+  return halves;
+}
+
 std::unique_ptr<daemon::Engine> MakeEngine(Clock& clock) {
   config::Config cfg;
   cfg.daemon.fallback_slots = 4;
@@ -31,17 +52,23 @@ std::unique_ptr<daemon::Engine> MakeEngine(Clock& clock) {
   cfg.devices.push_back({"lin0", {"0 2048 linear hw0 0"}});
   auto e = daemon::Engine::Create(cfg, clock);
   if (!e.ok()) std::abort();
-  std::vector<uint8_t> raw(64);
-  for (size_t i = 0; i < raw.size(); ++i) raw[i] = static_cast<uint8_t>(i * 3 + 1);
-  if (!(*e)->AddKey("k1", {CryptoMode::kAes256Xts, 4096, 8, KeyType::kRaw}, raw).ok()) std::abort();
+  if (!(*e)->AddKey("k1", {CryptoMode::kAes256Xts, 4096, 8, KeyType::kRaw}, KeyBytes()).ok())
+    std::abort();
   return std::move(*e);
 }
 
+// A reply is one line holding a JSON object with "ok" (P2), and no half of the key k1 (P4).
 void CheckReply(const std::string& line, const std::string& reply) {
   const auto j = nlohmann::json::parse(reply, nullptr, /*allow_exceptions=*/false);
-  if (reply.find('\n') == std::string::npos && j.is_object() && j.contains("ok")) return;
-  std::fprintf(stderr, "control_fuzz: request %s\nhas a reply that is not one JSON object: %s\n",
-               line.c_str(), reply.c_str());
+  const char* wrong = nullptr;
+  if (reply.find('\n') != std::string::npos || !j.is_object() || !j.contains("ok"))
+    wrong = "is not one JSON object";
+  for (const std::string& half : KeyHalvesHex()) {
+    if (reply.find(half) != std::string::npos) wrong = "holds key bytes";
+  }
+  if (wrong == nullptr) return;
+  std::fprintf(stderr, "control_fuzz: request %s\nhas a reply that %s: %s\n", line.c_str(), wrong,
+               reply.c_str());
   std::abort();
 }
 
