@@ -76,8 +76,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     fuzz::JumpClock clock;
     auto engine = daemon::Engine::Create(*config, clock);
     if (engine.ok()) (void)(*engine)->ListExports();
-    static const bool verbose = std::getenv("ICE_FUZZ_VERBOSE") != nullptr;  // for seed writers
-    if (verbose) std::fprintf(stderr, "engine: %s\n", engine.status().ToString().c_str());
+    if (fuzz::Verbose()) std::fprintf(stderr, "engine: %s\n", engine.status().ToString().c_str());
   }
   config::WipeDeviceTables(*config);
   return 0;

@@ -13,12 +13,14 @@
 #include <cstdlib>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <sstream>
 #include <string>
 #include <vector>
 
 #include "config/config.h"
 #include "daemon/control_handler.h"
 #include "daemon/engine.h"
+#include "daemon/export.h"
 #include "tests/fuzz/fuzz_util.h"
 
 namespace ice::fuzz {
@@ -72,6 +74,34 @@ void CheckReply(const std::string& line, const std::string& reply) {
   std::abort();
 }
 
+constexpr uint64_t kMaxIoBytes = 256 * 1024;
+
+bool AnySuspended(daemon::Engine& engine) {
+  for (const auto& info : engine.devices().List()) {
+    if (info.suspended) return true;
+  }
+  return false;
+}
+
+// An "io …" line (see the top of the file); ill-formed ones and those beyond the export do nothing.
+void RunIo(daemon::Engine& engine, const std::string& line) {
+  std::istringstream in(line);
+  std::string io, name, op;
+  uint64_t offset = 0, length = 0;
+  if (!(in >> io >> name >> op >> offset >> length) || length > kMaxIoBytes) return;
+  if (AnySuspended(engine)) return;
+  auto exp = engine.OpenExport(name);
+  if (!exp.ok() || offset > (*exp)->size_bytes() || length > (*exp)->size_bytes() - offset) return;
+  std::vector<uint8_t> buf(length);
+  for (size_t i = 0; i < buf.size(); ++i) buf[i] = static_cast<uint8_t>(i * 13 + offset);
+  daemon::Export& e = **exp;
+  if (op == "r") (void)e.Read(buf.data(), length, offset);
+  if (op == "w" || op == "W") (void)e.Write(buf.data(), length, offset, op == "W");
+  if (op == "f") (void)e.Flush();
+  if (op == "z") (void)e.Zero(length, offset, false);
+  if (op == "t" && e.can_trim()) (void)e.Trim(length, offset);
+}
+
 }  // namespace
 }  // namespace ice::fuzz
 
@@ -80,8 +110,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   fuzz::JumpClock clock;
   std::unique_ptr<daemon::Engine> engine = fuzz::MakeEngine(clock);
   daemon::ControlHandler handler(*engine);
+  std::vector<std::unique_ptr<daemon::Export>> held;  // closed before the engine goes
   for (const std::string& line : fuzz::Lines(data, size)) {
-    fuzz::CheckReply(line, handler.Handle(line));
+    if (line.starts_with("io ")) {
+      fuzz::RunIo(*engine, line);
+    } else if (line.starts_with("hold ")) {
+      auto exp = engine->OpenExport(line.substr(5));
+      if (exp.ok()) held.push_back(std::move(*exp));
+    } else {
+      const std::string reply = handler.Handle(line);
+      if (fuzz::Verbose()) std::fprintf(stderr, "%s\n-> %s\n", line.c_str(), reply.c_str());
+      fuzz::CheckReply(line, reply);
+    }
   }
   return 0;
 }

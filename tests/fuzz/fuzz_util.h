@@ -22,10 +22,16 @@
 
 namespace ice::fuzz {
 
-// The targets' log lines (dust's bad blocks, refused keys…) cost more time than the code under test
-// and say nothing a crash report does not: off, unless ICE_FUZZ_VERBOSE is set.
+// ICE_FUZZ_VERBOSE set: the targets say what they did with an input (for whoever writes seeds).
+inline bool Verbose() {
+  static const bool verbose = std::getenv("ICE_FUZZ_VERBOSE") != nullptr;
+  return verbose;
+}
+
+// The log lines of the code under test (dust's bad blocks, refused keys…) cost more time than the
+// code itself and say nothing a crash report does not: off unless Verbose().
 inline const bool kQuietLogs = [] {
-  if (std::getenv("ICE_FUZZ_VERBOSE") == nullptr) spdlog::set_level(spdlog::level::off);
+  if (!Verbose()) spdlog::set_level(spdlog::level::off);
   return true;
 }();
 
