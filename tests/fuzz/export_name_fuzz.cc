@@ -1,6 +1,7 @@
 // Fuzzes export-name parsing: the whole input is an NBD export name (`NAME`, `NAME@KEY`, "" for the
-// default export) for daemon::Engine::OpenExport on a small engine, and for SplitExportName. An
-// export that opens serves one read of its first block.
+// default export) for daemon::Engine::OpenExport on a small engine, for SplitExportName, and for
+// EscapeForLog (how a refused name reaches the log), whose result must be one short printable line.
+// An export that opens serves one read of its first block.
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -10,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include "block/log.h"
 #include "config/config.h"
 #include "daemon/engine.h"
 #include "tests/fuzz/fuzz_util.h"
@@ -55,6 +57,19 @@ daemon::Engine& TheEngine() {
   return *engine;
 }
 
+// Hardening 11: printable ASCII only (no forged line, no terminal sequence) but for the "…" of the
+// note of what was cut, and bounded: 128 bytes of the name at 4 bytes an escape, plus that note.
+void CheckLoggable(std::string_view name, const std::string& escaped) {
+  std::string ascii = escaped;
+  for (size_t at; (at = ascii.find("…")) != std::string::npos;) ascii.erase(at, 3);
+  bool printable = true;
+  for (char c : ascii) printable = printable && c >= 0x20 && c < 0x7f;
+  if (printable && escaped.size() <= 4 * 128 + 64) return;
+  std::fprintf(stderr, "export_name_fuzz: %zu-byte name escaped for the log as '%s'\n", name.size(),
+               escaped.c_str());
+  std::abort();
+}
+
 }  // namespace
 }  // namespace ice::fuzz
 
@@ -62,6 +77,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace ice;
   const std::string_view name(reinterpret_cast<const char*>(data), size);
   (void)daemon::SplitExportName(name);
+  fuzz::CheckLoggable(name, EscapeForLog(name));
   auto exp = fuzz::TheEngine().OpenExport(name);
   if (!exp.ok()) return 0;
   std::vector<uint8_t> block((*exp)->block_size());
