@@ -5,8 +5,14 @@
 //
 // The engine's clock is a JumpClock: `hw.fault program_latency_ms` may ask for an hour per slot
 // program, and `hw.reset` then reprograms every slot; on a real clock that would sleep (a
-// legitimate block of the control thread, issue 13 item 3), here time jumps instead. Verbs that
-// block on I/O (a suspended device) do not block here: the harness sends no I/O.
+// legitimate block of the control thread, issue 13 item 3), here time jumps instead.
+//
+// Two kinds of lines are the harness's own, so that verbs meet programmed keyslots, open devices
+// and written bytes: "io <export> <op> <offset> <length>" opens the export (`NAME` or `NAME@KEY`),
+// sends one request (op r, w, W for FUA, f, z, t for trim; at most 256 KiB, within the export) and
+// closes it; "hold <export>" opens an export and keeps it open until the input ends, as a connected
+// client would. I/O to a suspended device waits for a resume (legitimately, D2), so while any
+// device is suspended io lines are skipped.
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
