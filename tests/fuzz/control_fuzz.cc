@@ -9,10 +9,11 @@
 //
 // Two kinds of lines are the harness's own, so that verbs meet programmed keyslots, open devices
 // and written bytes: "io <export> <op> <offset> <length>" opens the export (`NAME` or `NAME@KEY`),
-// sends one request (op r, w, W for FUA, f, z, t for trim; at most 256 KiB, within the export) and
-// closes it; "hold <export>" opens an export and keeps it open until the input ends, as a connected
-// client would. I/O to a suspended device waits for a resume (legitimately, D2), so while any
-// device is suspended io lines are skipped.
+// sends one request (op r, w, W for FUA, f, z, t for trim, e for block status, whose holes must
+// read as zeros; at most 256 KiB, within the export) and closes it; "hold <export>" opens an export
+// and keeps it open until the input ends, as a connected client would. I/O to a suspended device
+// waits for a resume (legitimately, D2), so while any device is suspended io lines are skipped.
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -91,6 +92,37 @@ bool AnySuspended(daemon::Engine& engine) {
   return false;
 }
 
+// N6: block status covers the range in order, and what it calls a hole reads as zeros.
+void CheckExtents(daemon::Export& e, uint64_t offset, uint64_t length) {
+  std::vector<std::pair<uint64_t, bool>> extents;
+  uint64_t covered = 0;
+  Status s = e.Extents(length, offset, [&](uint64_t n, bool hole) {
+    extents.emplace_back(n, hole);
+    covered += n;
+    return true;
+  });
+  if (!s.ok()) return;
+  const char* wrong = covered == length ? nullptr : "do not cover the range";
+  uint64_t at = offset;
+  for (const auto& [n, hole] : extents) {
+    if (n == 0) wrong = "hold an empty extent";
+    if (hole && wrong == nullptr) {
+      std::vector<uint8_t> buf(n, 0xff);
+      if (e.Read(buf.data(), n, at).ok() &&
+          std::any_of(buf.begin(), buf.end(), [](uint8_t b) { return b != 0; }))
+        wrong = "call a hole what does not read as zeros";
+    }
+    at += n;
+  }
+  if (wrong == nullptr) return;
+  std::fprintf(stderr, "control_fuzz: extents of %s [%llu, +%llu) %s:\n", e.name().c_str(),
+               static_cast<unsigned long long>(offset), static_cast<unsigned long long>(length),
+               wrong);
+  for (const auto& [n, hole] : extents)
+    std::fprintf(stderr, "  %llu %s\n", static_cast<unsigned long long>(n), hole ? "hole" : "data");
+  std::abort();
+}
+
 // An "io …" line (see the top of the file); ill-formed ones and those beyond the export do nothing.
 void RunIo(daemon::Engine& engine, const std::string& line) {
   std::istringstream in(line);
@@ -107,7 +139,8 @@ void RunIo(daemon::Engine& engine, const std::string& line) {
   if (op == "w" || op == "W") (void)e.Write(buf.data(), length, offset, op == "W");
   if (op == "f") (void)e.Flush();
   if (op == "z") (void)e.Zero(length, offset, false);
-  if (op == "t" && e.can_trim()) (void)e.Trim(length, offset);
+  if (op == "t") (void)e.Trim(length, offset, false);
+  if (op == "e") CheckExtents(e, offset, length);
 }
 
 }  // namespace

@@ -82,6 +82,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!exp.ok()) return 0;
   std::vector<uint8_t> block((*exp)->block_size());
   if (block.size() <= (*exp)->size_bytes()) (void)(*exp)->Read(block.data(), block.size(), 0);
-  (void)(*exp)->can_trim();
+  (void)(*exp)->discards();
   return 0;
 }
