@@ -99,6 +99,7 @@ json InfoJson(Engine& e, const dm::DeviceInfo& i) {
           {"minor", e.MinorOf(i.name)},
           {"size_bytes", i.size_bytes},
           {"state", i.suspended ? "SUSPENDED" : "ACTIVE"},
+          {"suspending", i.suspending},
           {"live_table", i.live_table},
           {"inactive_table", i.inactive_table},
           {"open_count", i.open_count},

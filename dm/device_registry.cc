@@ -299,6 +299,7 @@ DeviceInfo DeviceRegistry::MakeInfo(const std::string& name, DeviceKind kind,
   info.holders = Holders(name, nullptr);
   if (mapped) {
     info.suspended = mapped->suspended();
+    info.suspending = !info.suspended && mapped->dispatch_blocked();
     std::shared_ptr<dm::Table> live = mapped->live_table();
     info.live_table = live != nullptr;
     info.inactive_table = mapped->inactive_table() != nullptr;

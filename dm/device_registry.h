@@ -28,6 +28,7 @@ struct DeviceInfo {
   DeviceKind kind = DeviceKind::kMapped;
   uint64_t size_bytes = 0;
   bool suspended = false;
+  bool suspending = false;  // a suspend is draining its in-flight I/O (new I/O is held already)
   bool live_table = false;
   bool inactive_table = false;
   int open_count = 0;   // NBD connections that have it open

@@ -62,6 +62,20 @@ def state(d, name):
     return d.control("info", name=name)["result"]["state"]
 
 
+def suspending(d, name):
+    return d.control("info", name=name)["result"]["suspending"]
+
+
+def until(fn, timeout=60):
+    """Polls fn() until it holds (bounded: a loaded machine may take seconds)."""
+    deadline = time.time() + timeout
+    while not fn():
+        if time.time() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def blocked_suspend(d):
     """suspend lower; a write through upper (held by lower); suspend upper, which waits for it.
     Returns (nbd handle, write cookie, the blocked suspend's socket)."""
@@ -91,7 +105,8 @@ def blocking_suspend_serves_everyone():
         idle.settimeout(30)
         idle.connect(d.ctl)
         h, cookie, blocked = blocked_suspend(d)
-        time.sleep(0.3)  # the suspend has stopped dispatch and waits for the held write
+        C.check("the suspend of upper waits for the held write (info: suspending)",
+                until(lambda: suspending(d, "upper")))
         ten_verbs_served(d, "while suspend upper waits")
         start = time.monotonic()
         closed = idle.recv(1) == b""
@@ -129,15 +144,19 @@ def timeout_undoes_suspend():
         # A client killed while its suspend waits cancels it, as killing dmsetup would.
         p = subprocess.Popen([ICECTL, "--socket", d.ctl, "suspend", "upper"],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(0.5)
+        C.check("icectl's suspend of upper waits (info: suspending)",
+                until(lambda: suspending(d, "upper")))
         p.kill()
         p.wait()
-        time.sleep(1)  # the daemon sees the hang-up at once and undoes the suspend within 20 ms
+        C.check("killing icectl during its suspend undoes it: upper neither suspending nor "
+                "suspended", until(lambda: not suspending(d, "upper"))
+                and state(d, "upper") == "ACTIVE")
         C.check("resume lower", d.control("resume", name="lower")["ok"])
         C.check("the held write completes", wait_write(h, cookie))
         # Had the suspend gone on, the write's completion would have let it finish.
-        C.check("killing icectl during its suspend undid it: upper is ACTIVE",
-                state(d, "upper") == "ACTIVE")
+        C.check("upper stays ACTIVE once the write is done", state(d, "upper") == "ACTIVE")
+        if state(d, "upper") == "SUSPENDED":
+            d.control("resume", name="upper")  # so that the read below cannot hang
         C.check("and the write reads back", h.pread(4096, 8192) == b"\x33" * 4096)
         h.shutdown()
 
@@ -151,7 +170,9 @@ def slow_reset_serves_everyone():
                          check=False).returncode == 0)
         resetter = threading.Thread(target=lambda: request(d, "hw.reset", timeout=60, name="hw0"))
         resetter.start()
-        time.sleep(0.3)
+        C.check("the reset is under way", until(
+            lambda: json.loads(d.icectl("--json", "hw", "info", "hw0").stdout)["counters"]
+            ["resets"] == 1))
         ten_verbs_served(d, "while hw reset waits 15 s of programming latency")
         C.check("hw fault --program-latency-ms 0 (the reset still takes its time)",
                 d.icectl("hw", "fault", "hw0", "--program-latency-ms", "0",
