@@ -20,6 +20,7 @@
 #include "daemon/logging.h"
 #include "daemon/process_safety.h"
 #include "daemon/quit_watch.h"
+#include "ice_version.h"
 
 namespace {
 
@@ -309,7 +310,7 @@ nbdkit_plugin MakePlugin() {
   nbdkit_plugin p = nbdkit_plugin();
   p.name = "ice";
   p.longname = "ice: inline-encryption block devices";
-  p.version = "0.1.0";
+  p.version = ice::kVersion;
   p.config = ice_config;
   p.config_complete = ice_config_complete;
   p.config_help = "config=FILE   (required) the ice TOML configuration";
