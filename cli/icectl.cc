@@ -12,11 +12,10 @@
 #include "cli/format.h"
 #include "cli/key_file.h"
 #include "cli/table_input.h"
+#include "ice_version.h"
 
 namespace ice::cli {
 namespace {
-
-constexpr const char* kVersion = "0.1.0";
 
 // The values every subcommand's options are parsed into; only one subcommand runs per call.
 struct Values {
@@ -61,7 +60,7 @@ class CommandLine {
     app_.require_subcommand(1);
     // Global options are accepted after the verb too ("icectl info lin0 --json").
     app_.fallthrough();
-    app_.set_version_flag("--version", std::string("icectl ") + kVersion);
+    app_.set_version_flag("--version", std::string("icectl ") + ice::kVersion);
     app_.add_option(
         "--socket", v_.socket,
         std::string("control socket (default: $ICE_SOCKET, else ") + kDefaultSocket + ")");

@@ -1,9 +1,12 @@
 #include "config/config.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <toml++/toml.h>
@@ -104,11 +107,34 @@ Result<CryptoMode> GetMode(const SchemaError& err, const toml::table& t, const s
   return *mode;
 }
 
+// Issue 18: metrics over HTTP hold no secret, but they tell who uses which device when: served
+// beyond this machine only when the config says so.
+Status ParseMetricsListen(const SchemaError& err, const toml::table& t, DaemonConfig& d) {
+  if (const toml::node* n = t.get("metrics_listen_any")) {
+    if (!n->is_boolean()) return err.At(*n, "[daemon].metrics_listen_any must be true or false");
+    d.metrics_listen_any = *n->value<bool>();
+  }
+  const toml::node* n = t.get("metrics_listen");
+  if (!n) return Status::Ok();
+  ICE_ASSIGN_OR_RETURN(d.metrics_listen, GetString(err, t, "metrics_listen", "[daemon]", true));
+  auto where = ParseListenAddress(d.metrics_listen);
+  if (!where.ok()) return err.At(*n, "[daemon].metrics_listen: " + where.status().message());
+  if (where->unix_path.empty() && where->port == 0)
+    return err.At(*n, "[daemon].metrics_listen needs a port (1…65535)");
+  if (!where->loopback && !d.metrics_listen_any) {
+    return err.At(*n, "[daemon].metrics_listen '" + d.metrics_listen +
+                          "' is reachable from other machines: use 127.0.0.1, [::1] or a Unix "
+                          "socket path, or set metrics_listen_any = true");
+  }
+  return Status::Ok();
+}
+
 Status ParseDaemon(const SchemaError& err, const toml::table& t, DaemonConfig& d) {
-  ICE_RETURN_IF_ERROR(CheckKeys(
-      err, t, "[daemon]",
-      {"control_socket", "log_level", "log_target", "allowed_uids", "default_export",
-       "fallback_slots", "control_idle_timeout_s", "control_max_clients", "strict_block_size"}));
+  ICE_RETURN_IF_ERROR(
+      CheckKeys(err, t, "[daemon]",
+                {"control_socket", "log_level", "log_target", "allowed_uids", "default_export",
+                 "fallback_slots", "control_idle_timeout_s", "control_max_clients",
+                 "strict_block_size", "metrics_listen", "metrics_listen_any"}));
   const std::string w = "[daemon]";
   if (t.get("control_socket")) {
     ICE_ASSIGN_OR_RETURN(d.control_socket, GetString(err, t, "control_socket", w, true));
@@ -151,7 +177,7 @@ Status ParseDaemon(const SchemaError& err, const toml::table& t, DaemonConfig& d
     if (!n->is_boolean()) return err.At(*n, "[daemon].strict_block_size must be true or false");
     d.strict_block_size = *n->value<bool>();
   }
-  return Status::Ok();
+  return ParseMetricsListen(err, t, d);
 }
 
 Status ParseCapability(const SchemaError& err, const toml::table& t, const std::string& w,
@@ -309,6 +335,48 @@ Status CheckNames(const SchemaError& err, const Config& c) {
 }
 
 }  // namespace
+
+Result<ListenAddress> ParseListenAddress(std::string_view text) {
+  ListenAddress a;
+  const std::string quoted = "'" + std::string(text) + "'";
+  if (!text.empty() && text[0] == '/') {
+    if (text.size() >= sizeof(sockaddr_un{}.sun_path))
+      return Status::Error(EINVAL, "Unix socket path " + quoted + " is too long");
+    a.unix_path = text;
+    a.loopback = true;
+    return a;
+  }
+  // "[v6]:port" or "v4:port": the port follows the last colon.
+  const size_t colon = text.rfind(':');
+  if (colon == std::string_view::npos || colon == 0) {
+    return Status::Error(EINVAL, quoted + " is not HOST:PORT, [IPV6]:PORT or an absolute path");
+  }
+  std::string_view host = text.substr(0, colon);
+  const std::string_view port = text.substr(colon + 1);
+  uint32_t p = 0;
+  for (char c : port) {
+    if (c < '0' || c > '9' || (p = p * 10 + (c - '0')) > 65535) {
+      return Status::Error(EINVAL, "port '" + std::string(port) + "' is not 0…65535");
+    }
+  }
+  if (port.empty()) return Status::Error(EINVAL, quoted + " has no port");
+  a.port = static_cast<uint16_t>(p);
+  const bool bracketed = host.size() >= 2 && host.front() == '[' && host.back() == ']';
+  if (bracketed) host = host.substr(1, host.size() - 2);
+  if (!bracketed && host == "localhost") host = "127.0.0.1";
+  a.host = host;
+  in_addr v4{};
+  in6_addr v6{};
+  if (!bracketed && ::inet_pton(AF_INET, a.host.c_str(), &v4) == 1) {
+    a.loopback = (ntohl(v4.s_addr) >> 24) == 127;
+  } else if (bracketed && ::inet_pton(AF_INET6, a.host.c_str(), &v6) == 1) {
+    a.loopback = IN6_IS_ADDR_LOOPBACK(&v6);
+  } else {
+    return Status::Error(
+        EINVAL, "'" + std::string(host) + "' is not an IPv4 address, [IPv6] address or localhost");
+  }
+  return a;
+}
 
 Result<uint64_t> ParseSize(std::string_view text) {
   if (text.empty()) return Status::Error(EINVAL, "empty size");

@@ -28,6 +28,10 @@ struct DaemonConfig {
   // (clients in strict mode then refuse smaller I/O); otherwise less, served by read-modify-write
   // (N3, issue 19).
   bool strict_block_size = false;
+  // Issue 18: where GET /metrics is served over HTTP ("" = nowhere): ParseListenAddress's syntax.
+  // Only a loopback address or a Unix socket unless metrics_listen_any.
+  std::string metrics_listen;
+  bool metrics_listen_any = false;
 };
 
 struct HardwareConfig {
@@ -77,6 +81,16 @@ using SecretBytes = SecretPages;
 // world-accessible (mode & 077), EINVAL for a wrong size, ENOENT when missing (unless `generate`,
 // which creates it with random bytes, mode 0600, exclusively).
 Result<SecretBytes> ReadKeyFile(const std::string& path, size_t expected_size, bool generate);
+
+// Where a daemon listens: "HOST:PORT" with HOST an IPv4 address or "localhost", "[IPV6]:PORT",
+// or an absolute Unix socket path.
+struct ListenAddress {
+  std::string unix_path;  // a Unix socket; host and port unused
+  std::string host;       // an IP address ("localhost" becomes 127.0.0.1)
+  uint16_t port = 0;      // 0: any free port
+  bool loopback = false;  // a Unix socket, 127.0.0.0/8 or ::1: reachable from this machine only
+};
+Result<ListenAddress> ParseListenAddress(std::string_view text);
 
 // "512", "4K", "256M", "1G", "2T" (binary multiples) -> bytes.
 Result<uint64_t> ParseSize(std::string_view text);

@@ -12,6 +12,7 @@
 #include "block/status.h"
 #include "daemon/engine.h"
 #include "daemon/process_safety.h"
+#include "ice_version.h"
 
 namespace ice::daemon {
 namespace {
@@ -109,10 +110,12 @@ json InfoJson(Engine& e, const dm::DeviceInfo& i) {
           {"capabilities", i.capabilities}};
 }
 
-// Hardening 7/8: whether the daemon's key material can reach a core file or swap.
+// The daemon process: its version, and (hardening 7/8) whether its key material can reach a core
+// file or swap.
 json DaemonJson() {
   const ProcessSafety s = CurrentProcessSafety();
-  return {{"dumpable", s.dumpable},
+  return {{"version", kVersion},
+          {"dumpable", s.dumpable},
           {"core_dumps", s.core_dumps},
           {"memory_locked", s.key_memory.locked},
           {"key_memory", s.key_memory.Describe()}};
@@ -221,7 +224,7 @@ const std::map<std::string, Verb>& Verbs() {
       {"version",
        [](Engine&, const Args& a, const Interrupt&) -> Result<json> {
          ICE_RETURN_IF_ERROR(a.Only({}));
-         return json{{"protocol", ControlHandler::kProtocolVersion}, {"version", "0.1.0"}};
+         return json{{"protocol", ControlHandler::kProtocolVersion}, {"version", kVersion}};
        }},
       {"ls",
        [](Engine& e, const Args& a, const Interrupt&) -> Result<json> {

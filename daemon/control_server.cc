@@ -16,6 +16,7 @@
 
 #include "block/log.h"
 #include "daemon/asio.h"
+#include "daemon/unix_socket.h"
 
 namespace ice::daemon {
 namespace {
@@ -196,28 +197,6 @@ class Session : public std::enable_shared_from_this<Session> {
   const SessionEnv& env_;
 };
 
-Status Errno(int e, const std::string& what) {
-  return Status::Error(e, what + ": " + std::strerror(e));
-}
-
-// A socket file nobody answers on is left over from a daemon that died: remove it.
-Status ClearStaleSocket(const std::string& path) {
-  struct stat st {};
-  if (::lstat(path.c_str(), &st) != 0) return Status::Ok();
-  if (!S_ISSOCK(st.st_mode))
-    return Status::Error(EEXIST, "control socket path " + path + " exists and is not a socket");
-  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return Errno(errno, "socket");
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
-  const bool answered = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
-  ::close(fd);
-  if (answered) return Status::Error(EADDRINUSE, "another daemon serves " + path);
-  if (::unlink(path.c_str()) != 0 && errno != ENOENT) return Errno(errno, "unlink " + path);
-  return Status::Ok();
-}
-
 }  // namespace
 
 // Members are destroyed in reverse order: the verb threads are stopped explicitly first (they
@@ -297,28 +276,9 @@ ControlServer::ControlServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)
 
 Result<std::unique_ptr<ControlServer>> ControlServer::Start(const Options& options,
                                                             ControlHandler& handler) {
-  const std::string& path = options.socket_path;
-  if (path.size() >= sizeof(sockaddr_un{}.sun_path))
-    return Status::Error(ENAMETOOLONG, "control socket path is too long: " + path);
-  const std::filesystem::path dir = std::filesystem::path(path).parent_path();
-  std::error_code fec;
-  if (!dir.empty() && !std::filesystem::exists(dir, fec)) {
-    std::filesystem::create_directories(dir, fec);
-    if (fec)
-      return Status::Error(fec.value(), "cannot create " + dir.string() + ": " + fec.message());
-    ::chmod(dir.c_str(), 0700);
-  }
-  ICE_RETURN_IF_ERROR(ClearStaleSocket(path));
   auto impl = std::make_unique<Impl>(options, handler);
-  boost::system::error_code ec;
-  impl->acceptor.open(asio::local::stream_protocol(), ec);
-  // The socket is born without group/world access: no window in which another user connects.
-  const mode_t old = ::umask(0177);
-  if (!ec) impl->acceptor.bind(asio::local::stream_protocol::endpoint(path), ec);
-  ::umask(old);
-  if (!ec) impl->acceptor.listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) return Status::Error(ec.value(), "control socket " + path + ": " + ec.message());
-  if (::chmod(path.c_str(), 0600) != 0) return Errno(errno, "chmod " + path);
+  ICE_RETURN_IF_ERROR(
+      ListenPrivateUnixSocket(impl->acceptor, options.socket_path, "control socket"));
   impl->Accept();
   Impl* raw = impl.get();
   impl->thread = std::thread([raw] {

@@ -228,17 +228,23 @@ std::string Engine::MetricsText() {
   Family(o, "ice_hw_keyslots", "gauge", "Keyslots of the device.");
   for (const auto& hw : hardware_)
     o << "ice_hw_keyslots{hw=\"" << hw.name << "\"} " << hw.device->num_slots() << '\n';
-  Family(o, "ice_hw_keyslots_programmed", "gauge", "Keyslots holding a key.");
-  Family(o, "ice_hw_keyslots_in_use", "gauge", "Keyslots referenced by I/O in flight.");
+  std::vector<std::pair<unsigned, unsigned>> occupancy;  // programmed, in use
   for (const auto& hw : hardware_) {
     unsigned programmed = 0, in_use = 0;
     for (const auto& s : hw.device->slots()) {
       programmed += s.key_id != 0;
       in_use += s.refs > 0;
     }
-    o << "ice_hw_keyslots_programmed{hw=\"" << hw.name << "\"} " << programmed << '\n';
-    o << "ice_hw_keyslots_in_use{hw=\"" << hw.name << "\"} " << in_use << '\n';
+    occupancy.emplace_back(programmed, in_use);
   }
+  Family(o, "ice_hw_keyslots_programmed", "gauge", "Keyslots holding a key.");
+  for (size_t i = 0; i < hardware_.size(); ++i)
+    o << "ice_hw_keyslots_programmed{hw=\"" << hardware_[i].name << "\"} " << occupancy[i].first
+      << '\n';
+  Family(o, "ice_hw_keyslots_in_use", "gauge", "Keyslots referenced by I/O in flight.");
+  for (size_t i = 0; i < hardware_.size(); ++i)
+    o << "ice_hw_keyslots_in_use{hw=\"" << hardware_[i].name << "\"} " << occupancy[i].second
+      << '\n';
   const KeyslotCounters fb = blk_->fallback().profile().counters();
   Family(o, "ice_fallback_key_programs_total", "counter",
          "Keys prepared in the software fallback's pool.");
@@ -252,33 +258,43 @@ std::string Engine::MetricsText() {
     std::lock_guard g(mu_);
     stats = stats_;
   }
-  Family(o, "ice_device_ios_total", "counter", "Export requests by device and operation.");
-  Family(o, "ice_device_bytes_total", "counter", "Export bytes by device and operation.");
-  Family(o, "ice_device_errors_total", "counter", "Export requests that failed.");
-  Family(o, "ice_device_latency_seconds", "histogram", "Export request latency.");
+  // One snapshot a device and operation, so that every family below tells the same moment.
+  struct Row {
+    std::string labels;
+    DeviceStats::OpSnapshot s;
+  };
+  std::vector<Row> rows;
   for (const auto& [dev, st] : stats) {
     for (int i = 0; i < kNumStatOps; ++i) {
       const StatOp op = static_cast<StatOp>(i);
-      const auto s = st->Snapshot(op);
-      const std::string labels = "device=\"" + dev + "\",op=\"" + StatOpName(op) + "\"";
-      o << "ice_device_ios_total{" << labels << "} " << s.count << '\n';
-      o << "ice_device_bytes_total{" << labels << "} " << s.bytes << '\n';
-      o << "ice_device_errors_total{" << labels << "} " << s.errors << '\n';
-      uint64_t cumulative = 0;
-      for (size_t b = 0; b < s.buckets.size(); ++b) {
-        cumulative += s.buckets[b];
-        char le[32];
-        if (b < DeviceStats::kBucketsUs.size()) {
-          std::snprintf(le, sizeof le, "%g", DeviceStats::kBucketsUs[b] / 1e6);
-        } else {
-          std::snprintf(le, sizeof le, "+Inf");
-        }
-        o << "ice_device_latency_seconds_bucket{" << labels << ",le=\"" << le << "\"} "
-          << cumulative << '\n';
-      }
-      o << "ice_device_latency_seconds_sum{" << labels << "} " << s.latency_sum_ns / 1e9 << '\n';
-      o << "ice_device_latency_seconds_count{" << labels << "} " << s.count << '\n';
+      rows.push_back({"device=\"" + dev + "\",op=\"" + StatOpName(op) + "\"", st->Snapshot(op)});
     }
+  }
+  // The exposition format wants each family's samples together, after its HELP and TYPE.
+  Family(o, "ice_device_ios_total", "counter", "Export requests by device and operation.");
+  for (const Row& r : rows) o << "ice_device_ios_total{" << r.labels << "} " << r.s.count << '\n';
+  Family(o, "ice_device_bytes_total", "counter", "Export bytes by device and operation.");
+  for (const Row& r : rows) o << "ice_device_bytes_total{" << r.labels << "} " << r.s.bytes << '\n';
+  Family(o, "ice_device_errors_total", "counter", "Export requests that failed.");
+  for (const Row& r : rows)
+    o << "ice_device_errors_total{" << r.labels << "} " << r.s.errors << '\n';
+  Family(o, "ice_device_latency_seconds", "histogram", "Export request latency.");
+  for (const Row& r : rows) {
+    uint64_t cumulative = 0;
+    for (size_t b = 0; b < r.s.buckets.size(); ++b) {
+      cumulative += r.s.buckets[b];
+      char le[32];
+      if (b < DeviceStats::kBucketsUs.size()) {
+        std::snprintf(le, sizeof le, "%g", DeviceStats::kBucketsUs[b] / 1e6);
+      } else {
+        std::snprintf(le, sizeof le, "+Inf");
+      }
+      o << "ice_device_latency_seconds_bucket{" << r.labels << ",le=\"" << le << "\"} "
+        << cumulative << '\n';
+    }
+    o << "ice_device_latency_seconds_sum{" << r.labels << "} " << r.s.latency_sum_ns / 1e9 << '\n';
+    // The +Inf bucket, not r.s.count: read apart from the buckets, it may be one request ahead.
+    o << "ice_device_latency_seconds_count{" << r.labels << "} " << cumulative << '\n';
   }
   return o.str();
 }

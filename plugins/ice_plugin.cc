@@ -18,8 +18,10 @@
 #include "daemon/control_server.h"
 #include "daemon/engine.h"
 #include "daemon/logging.h"
+#include "daemon/metrics_server.h"
 #include "daemon/process_safety.h"
 #include "daemon/quit_watch.h"
+#include "ice_version.h"
 
 namespace {
 
@@ -32,6 +34,7 @@ std::unique_ptr<ice::daemon::Engine> g_engine;
 std::unique_ptr<ice::daemon::ControlHandler> g_handler;
 std::unique_ptr<ice::daemon::ControlServer> g_server;
 std::unique_ptr<ice::daemon::QuitWatch> g_quit_watch;
+std::unique_ptr<ice::daemon::MetricsServer> g_metrics;
 
 // N7: only these errno values survive on the wire; everything else would arrive as EINVAL, so
 // the plugin says EIO for failures of the device and EINVAL only for bad requests.
@@ -143,6 +146,19 @@ int ice_after_fork() {
       return -1;
     }
     g_server = std::move(*server);
+    if (!g_config->daemon.metrics_listen.empty()) {
+      // Issue 18: on a thread of its own; a scrape never runs on an nbdkit thread.
+      ice::daemon::MetricsServer::Options mopts;
+      mopts.listen = g_config->daemon.metrics_listen;
+      auto metrics =
+          ice::daemon::MetricsServer::Start(mopts, [] { return g_engine->MetricsText(); });
+      if (!metrics.ok()) {
+        nbdkit_error("ice: [daemon] metrics_listen: %s", metrics.status().message().c_str());
+        return -1;
+      }
+      g_metrics = std::move(*metrics);
+      spdlog::info("metrics: GET /metrics served on {}", g_metrics->address());
+    }
     // N7: on SIGTERM nbdkit waits for every request to return, and one held by a suspended device
     // would wait for a resume that never comes: such requests fail with ESHUTDOWN instead.
     auto watch = ice::daemon::QuitWatch::Start([] {
@@ -167,6 +183,7 @@ int ice_after_fork() {
 void ice_cleanup() {
   try {
     g_quit_watch.reset();                // before the engine its callback uses
+    g_metrics.reset();                   // likewise
     if (g_engine) g_engine->Shutdown();  // verbs waiting on slow hardware return now
     g_server.reset();
     g_handler.reset();
@@ -309,7 +326,7 @@ nbdkit_plugin MakePlugin() {
   nbdkit_plugin p = nbdkit_plugin();
   p.name = "ice";
   p.longname = "ice: inline-encryption block devices";
-  p.version = "0.1.0";
+  p.version = ice::kVersion;
   p.config = ice_config;
   p.config_complete = ice_config_complete;
   p.config_help = "config=FILE   (required) the ice TOML configuration";

@@ -113,6 +113,9 @@ HW0 = {
                  "reads": 30, "writes": 12, "flushes": 2, "zeroes": 0, "discards": 0,
                  "read_bytes": 122880, "write_bytes": 49152, "errors": 0},
 }
+# The daemon process, as hw.ls describes it.
+DAEMON = {"core_dumps": "off", "dumpable": False, "key_memory": "locked", "memory_locked": True,
+          "version": "0.1.0"}
 # Sorted by name, as the real daemon's JSON library sends objects.
 HW0["counters"] = dict(sorted(HW0["counters"].items()))
 
@@ -224,7 +227,7 @@ class State:
         if verb == "key.ls":
             return {"keys": self.keys}
         if verb == "hw.ls":
-            return {"hardware": self.hardware}
+            return {"hardware": self.hardware, "daemon": DAEMON}
         if verb == "hw.info":
             return self.hw(name)
         if verb in ("hw.reset", "hw.fault"):

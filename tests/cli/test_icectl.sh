@@ -394,6 +394,14 @@ expect "export check of an unknown key exits 1" 1 ""
 expect_err "export check says why" "icectl: error: no key named 'nokey'"
 ice version
 expect "version" 0 $'ice daemon 0.1.0 (control protocol 1)\n'
+# Issue 18: one version, CMake's project(VERSION), in icectl, the daemon and the plugin.
+VERSION=$(sed -n 's/^project(ice .*VERSION \([0-9][0-9.]*\)).*/\1/p' "$ROOT/CMakeLists.txt")
+run --version
+expect "--version prints icectl and CMake's project version" 0 "icectl $VERSION"$'\n'
+literals=$(grep -rnE --include='*.cc' --include='*.h' '"[0-9]+\.[0-9]+\.[0-9]+"' \
+  "$ROOT/cli" "$ROOT/daemon" "$ROOT/plugins" "$ROOT/config" 2>/dev/null)
+check "no C++ source spells a version (it comes from ice_version.h)" [ -z "$literals" ]
+[ -z "$literals" ] || echo "     $literals"
 
 # --- socket selection and connection failures -----------------------------------------------
 ICE_SOCKET=$SOCK run ls

@@ -161,6 +161,76 @@ TEST(Config, DemoConfigIsValid) {
   EXPECT_EQ(c->daemon.default_export, "lin0@demo");
 }
 
+// Issue 18: metrics over HTTP are off unless asked for, and stay on this machine unless the config
+// says otherwise.
+TEST(Config, MetricsListenIsOffByDefaultAndLoopbackUnlessAny) {
+  auto daemon = [](const std::string& lines) {
+    return ParseConfig("[daemon]\n" + lines, "/x.toml");
+  };
+  auto off = daemon("");
+  ASSERT_TRUE(off.ok());
+  EXPECT_EQ(off->daemon.metrics_listen, "");
+  EXPECT_FALSE(off->daemon.metrics_listen_any);
+  for (const char* ok : {"127.0.0.1:9717", "127.1.2.3:80", "localhost:9717", "[::1]:9717",
+                         "/run/ice/metrics.sock"}) {
+    auto c = daemon(std::string("metrics_listen = \"") + ok + "\"\n");
+    ASSERT_TRUE(c.ok()) << ok << ": " << c.status().ToString();
+    EXPECT_EQ(c->daemon.metrics_listen, ok);
+  }
+  for (const char* wide : {"0.0.0.0:9717", "192.0.2.1:9717", "[::]:9717", "[2001:db8::1]:80"}) {
+    auto refused = daemon(std::string("metrics_listen = \"") + wide + "\"\n");
+    ASSERT_FALSE(refused.ok()) << wide;
+    EXPECT_NE(
+        refused.status().message().find("/x.toml:2: [daemon].metrics_listen '" + std::string(wide) +
+                                        "' is reachable from other "
+                                        "machines"),
+        std::string::npos)
+        << refused.status().message();
+    auto allowed =
+        daemon(std::string("metrics_listen = \"") + wide + "\"\nmetrics_listen_any = true\n");
+    EXPECT_TRUE(allowed.ok()) << wide << ": " << allowed.status().ToString();
+    EXPECT_TRUE(allowed->daemon.metrics_listen_any);
+  }
+  const BadCase bad[] = {
+      {"metrics_listen = \"127.0.0.1\"\n",
+       "/x.toml:2: [daemon].metrics_listen: '127.0.0.1' is not"},
+      {"metrics_listen = \"127.0.0.1:0\"\n", "needs a port"},
+      {"metrics_listen = \"127.0.0.1:65536\"\n", "port '65536' is not 0…65535"},
+      {"metrics_listen = \"127.0.0.1:\"\n", "has no port"},
+      {"metrics_listen = \"metrics.example:9717\"\n", "'metrics.example' is not an IPv4"},
+      {"metrics_listen = \"::1:9717\"\n", "is not an IPv4"},
+      {"metrics_listen = \"relative.sock\"\n", "is not HOST:PORT"},
+      {"metrics_listen = 9717\n", "metrics_listen must be a string"},
+      {"metrics_listen_any = \"yes\"\n", "metrics_listen_any must be true or false"},
+  };
+  for (const auto& b : bad) {
+    auto c = daemon(b.toml);
+    ASSERT_FALSE(c.ok()) << b.toml;
+    EXPECT_EQ(c.status().code(), EINVAL);
+    EXPECT_NE(c.status().message().find(b.expect), std::string::npos)
+        << "got: " << c.status().message() << "\nwanted: " << b.expect;
+  }
+}
+
+TEST(Config, ParseListenAddress) {
+  auto v4 = ParseListenAddress("127.0.0.1:0");
+  ASSERT_TRUE(v4.ok());
+  EXPECT_EQ(v4->host, "127.0.0.1");
+  EXPECT_EQ(v4->port, 0);
+  EXPECT_TRUE(v4->loopback);
+  auto v6 = ParseListenAddress("[::1]:9717");
+  ASSERT_TRUE(v6.ok());
+  EXPECT_EQ(v6->host, "::1");
+  EXPECT_EQ(v6->port, 9717);
+  auto path = ParseListenAddress("/run/ice/metrics.sock");
+  ASSERT_TRUE(path.ok());
+  EXPECT_EQ(path->unix_path, "/run/ice/metrics.sock");
+  EXPECT_TRUE(path->loopback);
+  EXPECT_FALSE(ParseListenAddress("/" + std::string(200, 'a')).ok());
+  EXPECT_FALSE(ParseListenAddress(":9717").ok());
+  EXPECT_FALSE(ParseListenAddress("").ok());
+}
+
 TEST(Config, ParseSize) {
   EXPECT_EQ(*ParseSize("512"), 512u);
   EXPECT_EQ(*ParseSize("4K"), 4096u);

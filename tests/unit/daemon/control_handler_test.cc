@@ -8,6 +8,7 @@
 
 #include "config/config.h"
 #include "daemon/engine.h"
+#include "ice_version.h"
 #include "tests/unit/daemon/engine_test_util.h"
 
 namespace ice::daemon {
@@ -57,6 +58,14 @@ TEST_F(ControlHandlerTest, P2_VersionReplyHasTheProtocolShape) {
   EXPECT_EQ(r["id"], 7);
   EXPECT_EQ(r["ok"], true);
   EXPECT_EQ(r["result"]["protocol"], 1);
+  EXPECT_EQ(r["result"]["version"], ice::kVersion);
+}
+
+// Issue 18: hw.ls (and hw.info) say which daemon answers, with the one version CMake writes.
+TEST_F(ControlHandlerTest, HardwareListingsCarryTheDaemonVersion) {
+  EXPECT_EQ(Verb("hw.ls")["result"]["daemon"]["version"], ice::kVersion);
+  EXPECT_EQ(Verb("hw.info", {{"name", "hw0"}})["result"]["daemon"]["version"], ice::kVersion);
+  EXPECT_STRNE(ice::kVersion, "");
 }
 
 TEST_F(ControlHandlerTest, P2_NotJsonIsEinval) {
